@@ -1,0 +1,44 @@
+// Errors that stop a run. Each has a fixed name and a stable `code` that tests and callers match on;
+// the message names the file, row and field where they are known. Per-sample failures are not errors:
+// they are rejected samples with a reason code (see reasons.ts).
+
+export const ERROR_CODES = {
+  FILIP_ERR_INVALID_OPTION: 'an option has a wrong type or value',
+  FILIP_ERR_MISSING_COLUMN: 'a manifest lacks a requested column',
+  FILIP_ERR_MANIFEST: 'a manifest cannot be opened or its format cannot be read',
+  FILIP_ERR_NO_INPUT: 'no manifest files were found',
+  FILIP_ERR_RESUME_MISMATCH: 'the output folder holds a run with different inputs or options',
+  FILIP_ERR_SHARD: 'a shard file cannot be written or read',
+} as const;
+
+export type ErrorCode = keyof typeof ERROR_CODES;
+
+export interface ErrorLocation {
+  readonly file?: string;
+  readonly row?: number;
+  readonly field?: string;
+}
+
+export class FilipError extends Error {
+  override name = 'FilipError';
+  readonly code: ErrorCode;
+  readonly file?: string;
+  readonly row?: number;
+  readonly field?: string;
+
+  constructor(code: ErrorCode, message: string, where: ErrorLocation = {}, options?: { cause?: unknown }) {
+    super(formatLocated(message, where), options);
+    this.code = code;
+    this.file = where.file;
+    this.row = where.row;
+    this.field = where.field;
+  }
+}
+
+function formatLocated(message: string, where: ErrorLocation): string {
+  const parts: string[] = [];
+  if (where.file !== undefined) parts.push(where.file);
+  if (where.row !== undefined) parts.push(`row ${where.row}`);
+  if (where.field !== undefined) parts.push(`field "${where.field}"`);
+  return parts.length > 0 ? `${parts.join(', ')}: ${message}` : message;
+}

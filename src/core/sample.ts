@@ -1,0 +1,67 @@
+// The one record every stage passes along. A stage takes AsyncIterable<Sample> and yields
+// AsyncIterable<Sample>; a sample it rejects keeps flowing with status 'rejected' and a reason code,
+// so the writer can log it. Nothing is dropped silently.
+
+import type { ReasonCode } from './reasons.js';
+
+/** Where a row came from: the manifest file (as given on the command line) and its 0-based data row. */
+export interface SampleSource {
+  readonly file: string;
+  /** 0-based index of the data record within the file (a header line is not counted). */
+  readonly row: number;
+}
+
+/** Encoded output formats; `none` resize mode may also keep the original format, hence the wider type. */
+export const IMAGE_FORMATS = ['jpeg', 'webp', 'png', 'gif', 'tiff', 'avif', 'heif', 'svg'] as const;
+export type ImageFormat = (typeof IMAGE_FORMATS)[number];
+
+export interface SampleImage {
+  /** Encoded image bytes as stored in the shard. */
+  readonly bytes: Buffer;
+  readonly format: ImageFormat;
+  /** Size as stored (after resize). */
+  readonly width: number;
+  readonly height: number;
+  /** Size as downloaded, after EXIF orientation, before any resize. Filters use these. */
+  readonly originalWidth: number;
+  readonly originalHeight: number;
+  /** Lower-case hex sha256 of the downloaded bytes (before decode). */
+  readonly sha256: string;
+  /** 64-bit DCT perceptual hash as 16 lower-case hex digits. */
+  readonly phash: string;
+}
+
+export type SampleStatus = 'pending' | 'ok' | 'rejected';
+
+/** Values of manifest columns the user asked to keep (`--keep-cols`), stored as strings or null. */
+export type ExtraColumns = Record<string, string | null>;
+
+export interface Sample {
+  /** Stable, unique id: manifest file index (4 digits) then data row (9+ digits). */
+  readonly key: string;
+  /** 0-based position of the row in the whole input (all manifests in order). Resume counts by it. */
+  readonly index: number;
+  readonly url: string;
+  readonly caption: string;
+  readonly source: SampleSource;
+  readonly extra: ExtraColumns;
+  status: SampleStatus;
+  reason?: ReasonCode;
+  errorMessage?: string;
+  /** HTTP status of the final response, when there was one. */
+  httpStatus?: number;
+  image?: SampleImage;
+}
+
+export function makeKey(fileIndex: number, row: number): string {
+  return `${String(fileIndex).padStart(4, '0')}${String(row).padStart(9, '0')}`;
+}
+
+/** Marks a sample rejected (in place) and returns it, so stages can `yield reject(s, ...)`. */
+export function reject(sample: Sample, reason: ReasonCode, message: string): Sample {
+  sample.status = 'rejected';
+  sample.reason = reason;
+  sample.errorMessage = message;
+  delete sample.image;
+  return sample;
+}

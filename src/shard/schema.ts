@@ -1,0 +1,75 @@
+// The Parquet shard schema: the one place that knows column names, types and their meaning.
+// Names follow img2dataset where it has one (key, url, caption, width, height, original_width,
+// original_height, sha256, status, error_message); image bytes live in the `image` column.
+
+import type { Sample } from '../core/sample.js';
+
+export type ColumnType = 'utf8' | 'binary' | 'int32' | 'int64';
+
+export interface ColumnSpec {
+  readonly name: string;
+  readonly type: ColumnType;
+  readonly nullable: boolean;
+  readonly doc: string;
+}
+
+export const BASE_COLUMNS: readonly ColumnSpec[] = [
+  { name: 'key', type: 'utf8', nullable: false, doc: 'stable unique id: manifest file index (4 digits) + data row (9 digits)' },
+  { name: 'url', type: 'utf8', nullable: false, doc: 'the URL (or path) as given in the manifest' },
+  { name: 'caption', type: 'utf8', nullable: false, doc: 'the caption as given in the manifest (trimmed)' },
+  { name: 'image', type: 'binary', nullable: false, doc: 'encoded image bytes' },
+  { name: 'image_format', type: 'utf8', nullable: false, doc: 'jpeg, webp or png (or the original format with --resize-mode none)' },
+  { name: 'width', type: 'int32', nullable: false, doc: 'width of the stored image in pixels' },
+  { name: 'height', type: 'int32', nullable: false, doc: 'height of the stored image in pixels' },
+  { name: 'original_width', type: 'int32', nullable: false, doc: 'width as downloaded, after EXIF orientation, before resize' },
+  { name: 'original_height', type: 'int32', nullable: false, doc: 'height as downloaded, after EXIF orientation, before resize' },
+  { name: 'sha256', type: 'utf8', nullable: false, doc: 'hex sha256 of the downloaded bytes' },
+  { name: 'phash', type: 'utf8', nullable: false, doc: '64-bit DCT perceptual hash, 16 hex digits' },
+  { name: 'source', type: 'utf8', nullable: false, doc: 'manifest file and data row, as "FILE:ROW" (row 0-based)' },
+];
+
+/** Kept manifest columns are stored as nullable strings under their own name, prefixed to avoid clashes. */
+export const EXTRA_PREFIX = 'extra_';
+
+export function shardColumns(keepCols: readonly string[]): ColumnSpec[] {
+  return [
+    ...BASE_COLUMNS,
+    ...keepCols.map((c) => ({
+      name: EXTRA_PREFIX + c,
+      type: 'utf8' as const,
+      nullable: true,
+      doc: `manifest column "${c}", kept by --keep-cols`,
+    })),
+  ];
+}
+
+/** One shard row as plain values, in the order of shardColumns(). */
+export type ShardRow = Record<string, string | number | Buffer | null>;
+
+export function sampleToRow(sample: Sample, keepCols: readonly string[]): ShardRow {
+  const img = sample.image;
+  if (sample.status !== 'ok' || img === undefined) {
+    throw new Error(`sampleToRow: sample ${sample.key} is not an ok sample with an image`);
+  }
+  const row: ShardRow = {
+    key: sample.key,
+    url: sample.url,
+    caption: sample.caption,
+    image: img.bytes,
+    image_format: img.format,
+    width: img.width,
+    height: img.height,
+    original_width: img.originalWidth,
+    original_height: img.originalHeight,
+    sha256: img.sha256,
+    phash: img.phash,
+    source: `${sample.source.file}:${sample.source.row}`,
+  };
+  for (const c of keepCols) row[EXTRA_PREFIX + c] = sample.extra[c] ?? null;
+  return row;
+}
+
+/** Shard file name for shard number n: 00000.parquet, 00001.parquet, ... */
+export function shardName(n: number, ext = 'parquet'): string {
+  return `${String(n).padStart(5, '0')}.${ext}`;
+}
