@@ -1,0 +1,381 @@
+// The manifest reader: every row of every manifest file, in a stable order, as a pending Sample.
+// A row that cannot be used is yielded as a rejected sample (malformed_row), never thrown; only a
+// problem with a whole file (missing column, unreadable file) stops the run, and those are found
+// before the first row is yielded by checking every file's header or schema up front.
+
+import { stat } from 'node:fs/promises';
+
+import { FilipError } from '../core/errors.js';
+import { intOption } from '../core/options.js';
+import type { Sample } from '../core/sample.js';
+import {
+  MISSING,
+  findKey,
+  locateColumns,
+  rowToSample,
+  type ColumnPositions,
+  type ColumnRequest,
+  type RowNames,
+  type RowPlace,
+  type RowProblem,
+} from './columns.js';
+import { formatFromPath, isGzipPath, listManifestFiles } from './files.js';
+import { DEFAULT_MANIFEST_OPTIONS, resolveManifestOptions, type ManifestFormat, type ManifestOptions } from './options.js';
+import { openParquet, parquetRowCount, readParquetRows } from './parquet.js';
+import { firstTextRecord, textRecords, type TextRecord } from './text.js';
+
+export { MANIFEST_EXTENSIONS, formatFromPath, listManifestFiles } from './files.js';
+export {
+  DEFAULT_MANIFEST_OPTIONS,
+  MANIFEST_FORMATS,
+  MANIFEST_FORMAT_NAMES,
+  resolveManifestOptions,
+  type ManifestFormat,
+  type ManifestOptions,
+} from './options.js';
+
+type TextFormat = 'tsv' | 'csv' | 'jsonl' | 'cc3m' | 'cc12m';
+type ConcreteFormat = TextFormat | 'parquet';
+
+/** Column names the headerless formats give their two fields (keepCols may only name these). */
+const HEADERLESS_COLUMNS = { cc3m: ['caption', 'url'], cc12m: ['url', 'caption'] } as const;
+
+/** Above this much uncompressed text, countManifestRows does not scan the files and answers undefined. */
+export const COUNT_TEXT_LIMIT_BYTES = 64 * 1024 * 1024;
+
+const HTTP_URL = /^https?:\/\//i;
+
+/**
+ * How an `auto` .tsv file is laid out, from the fields of its first non-empty line:
+ * - a field equal to `urlCol` (exactly, else case-insensitively): `tsv`, a header line;
+ * - otherwise exactly two fields, the second an http(s) URL and the first not: `cc3m` (caption, url);
+ * - otherwise exactly two fields, the first an http(s) URL and the second not: `cc12m` (url, caption);
+ * - anything else: `tsv`, so a wrong header fails with FILIP_ERR_MISSING_COLUMN listing what it has.
+ */
+export function detectTsvLayout(firstLineFields: readonly string[], urlCol: string): 'tsv' | 'cc3m' | 'cc12m' {
+  const fields = firstLineFields.map((f) => f.trim());
+  const lower = urlCol.toLowerCase();
+  if (fields.some((f) => f === urlCol || f.toLowerCase() === lower)) return 'tsv';
+  if (fields.length === 2) {
+    const [first, second] = fields as [string, string];
+    if (HTTP_URL.test(second) && !HTTP_URL.test(first)) return 'cc3m';
+    if (HTTP_URL.test(first) && !HTTP_URL.test(second)) return 'cc12m';
+  }
+  return 'tsv';
+}
+
+function concreteFormat(file: string, format: ManifestFormat): ConcreteFormat {
+  if (format !== 'auto') return format;
+  const byExtension = formatFromPath(file);
+  if (byExtension === undefined) {
+    throw new FilipError(
+      'FILIP_ERR_MANIFEST',
+      'cannot tell the manifest format from the file extension; set `format` (tsv, csv, jsonl, parquet, cc3m, cc12m)',
+      { file },
+    );
+  }
+  return byExtension;
+}
+
+/** A text file's layout: its format after detection, its column names, and whether line 1 is a header. */
+interface TextLayout {
+  readonly format: TextFormat;
+  readonly header: boolean;
+  readonly columns: readonly string[];
+  /** The file holds no record at all (not even a header). */
+  readonly empty: boolean;
+}
+
+async function textLayout(file: string, format: TextFormat, urlCol: string): Promise<TextLayout> {
+  if (format === 'cc3m' || format === 'cc12m') {
+    return { format, header: false, columns: HEADERLESS_COLUMNS[format], empty: false };
+  }
+  const first = await firstTextRecord(file, format);
+  if (first === undefined) return { format, header: format !== 'jsonl', columns: [], empty: true };
+  if (format === 'jsonl') {
+    if (first.text !== undefined && first.text.trimStart().startsWith('[')) {
+      throw new FilipError('FILIP_ERR_MANIFEST', 'first line is a JSON array; only JSON Lines of objects (one per line) is read', {
+        file,
+        row: 0,
+      });
+    }
+    return { format, header: false, columns: [], empty: false };
+  }
+  if (first.error !== undefined) {
+    throw new FilipError('FILIP_ERR_MANIFEST', `header cannot be parsed: ${first.error}`, { file });
+  }
+  const names = (first.fields ?? first.text!.split('\t')).map((f) => f.trim());
+  if (format === 'tsv') {
+    const layout = detectTsvLayout(names, urlCol);
+    if (layout !== 'tsv') return { format: layout, header: false, columns: HEADERLESS_COLUMNS[layout], empty: false };
+  }
+  return { format, header: true, columns: names, empty: false };
+}
+
+interface TextPlan extends TextLayout {
+  readonly kind: 'text';
+  readonly file: string;
+  readonly fileIndex: number;
+  /** Positions of the requested columns; undefined for JSONL (looked up per row) and empty files. */
+  readonly positions?: ColumnPositions;
+}
+
+interface ParquetPlan {
+  readonly kind: 'parquet';
+  readonly file: string;
+  readonly fileIndex: number;
+  /** From the footer; undefined for `.parquet.gz`, whose columns are checked when it is read. */
+  readonly rows?: number;
+}
+
+type FilePlan = TextPlan | ParquetPlan;
+
+function requestOf(options: ManifestOptions, layout?: TextLayout): ColumnRequest {
+  // The headerless formats have fixed positions whatever urlCol and captionCol say.
+  const headerless = layout !== undefined && !layout.header && layout.format !== 'jsonl';
+  return {
+    urlCol: headerless ? 'url' : options.urlCol,
+    captionCol: headerless ? 'caption' : options.captionCol,
+    keepCols: options.keepCols,
+  };
+}
+
+/** Opens one file far enough to know its layout and to check its columns; throws on a bad file. */
+async function planFile(file: string, fileIndex: number, options: ManifestOptions): Promise<FilePlan> {
+  const format = concreteFormat(file, options.format);
+  if (format === 'parquet') {
+    if (isGzipPath(file)) return { kind: 'parquet', file, fileIndex };
+    const open = await openParquet(file);
+    try {
+      locateColumns(file, open.columns, requestOf(options));
+      return { kind: 'parquet', file, fileIndex, rows: open.rows };
+    } finally {
+      await open.close();
+    }
+  }
+  const layout = await textLayout(file, format, options.urlCol);
+  if (layout.empty || layout.format === 'jsonl') return { kind: 'text', file, fileIndex, ...layout };
+  const positions = locateColumns(file, layout.columns, requestOf(options, layout));
+  return { kind: 'text', file, fileIndex, ...layout, positions };
+}
+
+function namesOf(options: ManifestOptions): RowNames {
+  return { url: options.urlCol, caption: options.captionCol, keep: options.keepCols };
+}
+
+function fieldCountProblem(fields: readonly string[], columns: readonly string[], header: boolean): RowProblem | undefined {
+  if (fields.length === columns.length) return undefined;
+  const expected = header ? `the header has ${columns.length}` : `expected ${columns.length} (${columns.join(', ')})`;
+  const message = `row has ${fields.length} field${fields.length === 1 ? '' : 's'}, ${expected}`;
+  return fields.length < columns.length ? { field: columns[fields.length], message } : { message };
+}
+
+function allMissing(names: RowNames): unknown[] {
+  return new Array<unknown>(names.keep.length).fill(MISSING);
+}
+
+function jsonValue(object: Record<string, unknown>, name: string): unknown {
+  const key = findKey(object, name);
+  return key === undefined ? MISSING : object[key];
+}
+
+function jsonlSample(place: RowPlace, names: RowNames, text: string): Sample {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (err) {
+    return rowToSample(place, names, MISSING, MISSING, allMissing(names), {
+      message: `line is not valid JSON: ${(err as Error).message}`,
+    });
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    const got = value === null ? 'null' : Array.isArray(value) ? 'an array' : `a ${typeof value}`;
+    return rowToSample(place, names, MISSING, MISSING, allMissing(names), {
+      message: `line is not a JSON object (got ${got})`,
+    });
+  }
+  const object = value as Record<string, unknown>;
+  const keep = new Array<unknown>(names.keep.length);
+  for (let i = 0; i < keep.length; i++) keep[i] = jsonValue(object, names.keep[i]!);
+  return rowToSample(place, names, jsonValue(object, names.url), jsonValue(object, names.caption), keep);
+}
+
+function fieldAt(fields: readonly string[], position: number): unknown {
+  return position < fields.length ? fields[position] : MISSING;
+}
+
+function textSample(plan: TextPlan, place: RowPlace, names: RowNames, record: TextRecord): Sample {
+  if (record.error !== undefined) {
+    const field = record.errorField === undefined ? undefined : plan.columns[record.errorField];
+    return rowToSample(place, names, MISSING, MISSING, allMissing(names), {
+      message: record.error,
+      ...(field === undefined ? {} : { field }),
+    });
+  }
+  if (plan.format === 'jsonl') return jsonlSample(place, names, record.text!);
+  const fields = record.fields ?? record.text!.split('\t');
+  const positions = plan.positions!;
+  const keep = new Array<unknown>(positions.keep.length);
+  for (let i = 0; i < keep.length; i++) keep[i] = fieldAt(fields, positions.keep[i]!);
+  return rowToSample(
+    place,
+    names,
+    fieldAt(fields, positions.url),
+    fieldAt(fields, positions.caption),
+    keep,
+    fieldCountProblem(fields, plan.columns, plan.header),
+  );
+}
+
+// The per-file readers yield batches, so that each row pays for one async yield (readManifests'),
+// not one per generator layer.
+
+/** Streams a text file's rows from global index `base`; returns the number of data rows it holds. */
+async function* readTextFile(
+  plan: TextPlan,
+  options: ManifestOptions,
+  base: number,
+  startIndex: number,
+): AsyncGenerator<Sample[], number> {
+  if (plan.empty) return 0;
+  // Headerless files name their fields 'url' and 'caption' whatever urlCol and captionCol say.
+  const names = plan.header || plan.format === 'jsonl' ? namesOf(options) : { ...namesOf(options), url: 'url', caption: 'caption' };
+  let row = 0;
+  let headerPending = plan.header;
+  for await (const batch of textRecords(plan.file, plan.format)) {
+    const samples: Sample[] = [];
+    for (const record of batch) {
+      if (headerPending) {
+        headerPending = false;
+        continue;
+      }
+      const index = base + row;
+      if (index >= startIndex) {
+        samples.push(textSample(plan, { file: plan.file, fileIndex: plan.fileIndex, row, index, line: record.line }, names, record));
+      }
+      row++;
+    }
+    if (samples.length > 0) yield samples;
+  }
+  return row;
+}
+
+/** Streams a parquet file's rows from global index `base`; returns the number of rows it holds. */
+async function* readParquetFile(
+  plan: ParquetPlan,
+  options: ManifestOptions,
+  base: number,
+  startIndex: number,
+): AsyncGenerator<Sample[], number> {
+  const open = await openParquet(plan.file);
+  try {
+    const positions = locateColumns(plan.file, open.columns, requestOf(options));
+    const urlName = open.columns[positions.url]!;
+    const captionName = open.columns[positions.caption]!;
+    const keepNames = positions.keep.map((p) => open.columns[p]!);
+    const wanted = [...new Set([urlName, captionName, ...keepNames])];
+    const names = namesOf(options);
+    for await (const { rowStart, rows } of readParquetRows(plan.file, open, wanted, Math.max(0, startIndex - base))) {
+      const samples = new Array<Sample>(rows.length);
+      for (let i = 0; i < rows.length; i++) {
+        const data = rows[i]!;
+        const row = rowStart + i;
+        const keep = new Array<unknown>(keepNames.length);
+        // hyparquet gives undefined for a null cell; the column exists, so it is null, not missing.
+        for (let k = 0; k < keep.length; k++) keep[k] = data[keepNames[k]!] ?? null;
+        samples[i] = rowToSample(
+          { file: plan.file, fileIndex: plan.fileIndex, row, index: base + row },
+          names,
+          data[urlName] ?? null,
+          data[captionName] ?? null,
+          keep,
+        );
+      }
+      yield samples;
+    }
+    return open.rows;
+  } finally {
+    await open.close();
+  }
+}
+
+/**
+ * Every row of every manifest file named by `options.inputs`, in order, as a Sample with status
+ * 'pending', or 'rejected' with reason 'malformed_row' when the row cannot be used. Keys are
+ * makeKey(position of the file in the sorted list, 0-based data row in the file); `index` counts rows
+ * across all files. Rows with index < `startIndex` are skipped without being yielded: text files are
+ * still scanned line by line, parquet files are skipped whole by their footer's row count and then by
+ * row group. Before the first row, every file is opened to check its columns: FILIP_ERR_MISSING_COLUMN,
+ * FILIP_ERR_MANIFEST (unreadable, unknown format) and FILIP_ERR_NO_INPUT are thrown then, not mid-run.
+ */
+export async function* readManifests(options: ManifestOptions, startIndex = 0): AsyncGenerator<Sample> {
+  const resolved = resolveManifestOptions(options);
+  intOption('startIndex', startIndex, 0);
+  const files = await listManifestFiles(resolved.inputs);
+  const plans: FilePlan[] = [];
+  for (const [fileIndex, file] of files.entries()) plans.push(await planFile(file, fileIndex, resolved));
+
+  let base = 0;
+  for (const plan of plans) {
+    if (plan.kind === 'parquet' && plan.rows !== undefined && base + plan.rows <= startIndex) {
+      base += plan.rows;
+      continue;
+    }
+    const batches =
+      plan.kind === 'parquet' ? readParquetFile(plan, resolved, base, startIndex) : readTextFile(plan, resolved, base, startIndex);
+    try {
+      for (;;) {
+        const next = await batches.next();
+        if (next.done === true) {
+          base += next.value;
+          break;
+        }
+        for (const sample of next.value) yield sample;
+      }
+    } finally {
+      await batches.return(0); // closes the file when the consumer stops early; a no-op otherwise
+    }
+  }
+}
+
+/**
+ * How many rows readManifests will yield for `files` (from index 0), when that is cheap to know:
+ * parquet row counts come from the footers; text files are counted by reading them only when none is
+ * gzipped and together they hold less than COUNT_TEXT_LIMIT_BYTES (64 MiB). Otherwise undefined: the
+ * caller then shows progress without an ETA. `options` must match the reader's for the header rule.
+ */
+export async function countManifestRows(
+  files: readonly string[],
+  options: Pick<ManifestOptions, 'format' | 'urlCol'> = DEFAULT_MANIFEST_OPTIONS,
+): Promise<number | undefined> {
+  let total = 0;
+  const text: Array<{ file: string; format: TextFormat }> = [];
+  let textBytes = 0;
+  for (const file of files) {
+    const format = concreteFormat(file, options.format);
+    if (format === 'parquet') {
+      const rows = await parquetRowCount(file);
+      if (rows === undefined) return undefined;
+      total += rows;
+      continue;
+    }
+    if (isGzipPath(file)) return undefined;
+    try {
+      textBytes += (await stat(file)).size;
+    } catch (err) {
+      throw new FilipError('FILIP_ERR_MANIFEST', `cannot read manifest: ${(err as Error).message}`, { file }, {
+        cause: err,
+      });
+    }
+    if (textBytes >= COUNT_TEXT_LIMIT_BYTES) return undefined;
+    text.push({ file, format });
+  }
+  for (const { file, format } of text) {
+    const layout = await textLayout(file, format, options.urlCol);
+    if (layout.empty) continue;
+    let records = 0;
+    for await (const batch of textRecords(file, layout.format)) records += batch.length;
+    total += layout.header ? records - 1 : records;
+  }
+  return total;
+}
