@@ -1,0 +1,328 @@
+// Shard writers (parquetjs, duckdb) and the hyparquet reader: every field round-trips, images byte-exact;
+// abort leaves nothing; the parquetjs image column carries no statistics; bad calls fail with stable codes.
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as zlib from 'node:zlib';
+import { after, before, describe, test } from 'node:test';
+import { DuckDBBlobValue, DuckDBInstance } from '@duckdb/node-api';
+import { asyncBufferFromFile, parquetMetadataAsync } from 'hyparquet';
+import { FilipError, type ErrorCode } from '../src/core/errors.js';
+import { shardColumns, type ColumnSpec, type ShardRow } from '../src/shard/schema.js';
+import { iterateShard, readShardRows, shardRowCount } from '../src/shard/reader.js';
+import { openShardWriter, WRITER_ENGINES, type ShardWriterOptions, type WriterEngine } from '../src/shard/writer.js';
+import { openParquetjsSinkWith } from '../src/shard/writer-parquetjs.js';
+
+const ENGINES = Object.keys(WRITER_ENGINES) as WriterEngine[];
+const hasZstd = typeof (zlib as unknown as { zstdDecompressSync?: unknown }).zstdDecompressSync === 'function';
+
+/** The real shard schema plus an int64 column, so every column type is covered. */
+const COLUMNS: ColumnSpec[] = [
+  ...shardColumns(['similarity', 'license']),
+  { name: 'bytes_downloaded', type: 'int64', nullable: true, doc: 'test-only int64 column' },
+];
+
+const CAPTIONS = [
+  'a plain caption',
+  'emoji 🐱‍👤🚀 and a flag 🇯🇵',
+  '東京の夜景、漢字とかな。한국어도',
+  'line one\nline two\r\nline three\ttabbed',
+  'combining: e\u0301 and ZWJ \u200d, RTL \u202e text',
+  ' leading and trailing spaces ',
+  '',
+];
+
+function makeRows(n: number): ShardRow[] {
+  const sizes = [1, 200 * 1024, 2, 50_000, 3];
+  return Array.from({ length: n }, (_, i) => ({
+    key: `0000${String(i).padStart(9, '0')}`,
+    url: `https://example.com/img/${i}.jpg?q=ü&x=${i}`,
+    caption: CAPTIONS[i % CAPTIONS.length]!,
+    image: randomBytes(sizes[i % sizes.length]!),
+    image_format: i % 3 === 0 ? 'webp' : 'jpeg',
+    width: i === 1 ? 2 ** 31 - 1 : 256 + i,
+    height: i === 2 ? -(2 ** 31) : 0,
+    original_width: 1024,
+    original_height: 768 + i,
+    sha256: 'ab'.repeat(32),
+    phash: '0123456789abcdef',
+    source: `manifest-ü.tsv:${i}`,
+    extra_similarity: i % 2 === 0 ? null : `0.${300 + i}`,
+    extra_license: i % 3 === 0 ? 'CC-BY 4.0 — ©' : null,
+    bytes_downloaded: i === 3 ? Number.MAX_SAFE_INTEGER : i % 4 === 0 ? null : i * 1000,
+  }));
+}
+
+let dir: string;
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'filip-shard-writer-'));
+});
+after(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+let counter = 0;
+const freshPath = (name: string): string => join(dir, `${counter++}-${name}.parquet`);
+
+async function writeAll(path: string, engine: WriterEngine, rows: ShardRow[], opts?: ShardWriterOptions, columns = COLUMNS) {
+  const w = await openShardWriter(path, columns, engine, opts);
+  for (const r of rows) await w.write(r);
+  return w.close();
+}
+
+async function codeOf(p: Promise<unknown>): Promise<ErrorCode | 'resolved' | string> {
+  try {
+    await p;
+    return 'resolved';
+  } catch (err) {
+    return err instanceof FilipError ? err.code : `not a FilipError: ${String(err)}`;
+  }
+}
+
+async function metadata(path: string) {
+  return parquetMetadataAsync(await asyncBufferFromFile(path));
+}
+
+/** Reads the file with DuckDB: a second, independent reader. */
+async function readWithDuckdb(path: string): Promise<Record<string, unknown>[]> {
+  const inst = await DuckDBInstance.create(':memory:');
+  const con = await inst.connect();
+  try {
+    const result = await con.runAndReadAll(`SELECT * FROM read_parquet('${path.replaceAll("'", "''")}')`);
+    return result.getRowObjects().map((row) =>
+      Object.fromEntries(
+        Object.entries(row).map(([k, v]) => [
+          k,
+          v instanceof DuckDBBlobValue ? Buffer.from(v.bytes) : typeof v === 'bigint' ? Number(v) : v,
+        ]),
+      ),
+    );
+  } finally {
+    con.closeSync();
+    inst.closeSync();
+  }
+}
+
+for (const engine of ENGINES) {
+  describe(`${engine} engine`, () => {
+    test('every field round-trips through readShardRows; images byte-exact', async () => {
+      const rows = makeRows(23);
+      const path = freshPath(engine);
+      const { rows: n, bytes } = await writeAll(path, engine, rows);
+      assert.equal(n, rows.length);
+      assert.equal(bytes, readFileSync(path).byteLength);
+      assert.equal(await shardRowCount(path), rows.length);
+      const back = await readShardRows(path);
+      assert.equal(back.length, rows.length);
+      for (let i = 0; i < rows.length; i++) {
+        assert.ok(Buffer.isBuffer(back[i]!['image']), 'image comes back as a Buffer');
+        assert.deepStrictEqual(back[i], rows[i], `row ${i}`);
+      }
+      // no temporary files (DuckDB spill folder) left beside the shard
+      assert.deepEqual((await readdir(dir)).filter((f) => f.includes(`-${engine}.`) && !f.endsWith('.parquet')), []);
+    });
+
+    test('row ranges, column selection and iterateShard agree with the full read', async () => {
+      const rows = makeRows(17);
+      const path = freshPath(engine);
+      await writeAll(path, engine, rows);
+      assert.deepStrictEqual(await readShardRows(path, { rowStart: 5, rowEnd: 9 }), rows.slice(5, 9));
+      assert.deepStrictEqual(await readShardRows(path, { rowStart: 15, rowEnd: 1000 }), rows.slice(15));
+      const keysAndImages = await readShardRows(path, { columns: ['key', 'image'] });
+      assert.deepStrictEqual(keysAndImages, rows.map((r) => ({ key: r['key'], image: r['image'] })));
+      const iterated: Record<string, unknown>[] = [];
+      for await (const r of iterateShard(path, { batchRows: 4 })) iterated.push(r);
+      assert.deepStrictEqual(iterated, rows);
+    });
+
+    test('DuckDB reads the file back identically (interop)', async () => {
+      const rows = makeRows(9);
+      const path = freshPath(engine);
+      await writeAll(path, engine, rows);
+      assert.deepStrictEqual(await readWithDuckdb(path), rows);
+    });
+
+    test('abort() removes the partial file and leaves nothing behind; a second abort is a no-op', async () => {
+      const sub = await mkdtemp(join(dir, `abort-${engine}-`));
+      const path = join(sub, '00000.parquet.tmp');
+      const w = await openShardWriter(path, COLUMNS, engine);
+      for (const r of makeRows(6)) await w.write(r);
+      await w.abort();
+      await w.abort();
+      assert.equal(existsSync(path), false);
+      assert.deepEqual(await readdir(sub), []);
+      assert.equal(await codeOf(w.write(makeRows(1)[0]!)), 'FILIP_ERR_SHARD');
+      assert.equal(await codeOf(w.close()), 'FILIP_ERR_SHARD');
+    });
+
+    test('abort() after close() keeps the finished file; an empty shard is valid', async () => {
+      const path = freshPath(`${engine}-empty`);
+      const w = await openShardWriter(path, COLUMNS, engine);
+      assert.equal((await w.close()).rows, 0);
+      await w.abort();
+      assert.equal(await shardRowCount(path), 0);
+      assert.deepEqual(await readShardRows(path), []);
+    });
+
+    test('writes that are not awaited are kept in call order', async () => {
+      const rows = makeRows(12);
+      const path = freshPath(engine);
+      const w = await openShardWriter(path, COLUMNS, engine);
+      await Promise.all(rows.map((r) => w.write(r)));
+      await w.close();
+      assert.deepStrictEqual(await readShardRows(path), rows);
+    });
+
+    test('a rejected row does not stop the writer', async () => {
+      const rows = makeRows(3);
+      const path = freshPath(engine);
+      const w = await openShardWriter(path, COLUMNS, engine);
+      await w.write(rows[0]!);
+      await assert.rejects(w.write({ ...rows[1]!, width: 'wide' }), (err: unknown) => {
+        assert.ok(err instanceof FilipError);
+        assert.equal(err.code, 'FILIP_ERR_SHARD');
+        assert.equal(err.field, 'width');
+        assert.equal(err.row, 1);
+        assert.equal(err.file, path);
+        return true;
+      });
+      await w.write(rows[2]!);
+      assert.equal((await w.close()).rows, 2);
+      assert.deepStrictEqual(await readShardRows(path), [rows[0], rows[2]]);
+    });
+  });
+}
+
+test('parquetjs: no statistics and no compression on the image column, statistics kept elsewhere', async () => {
+  const rows = makeRows(40);
+  const path = freshPath('parquetjs-stats');
+  const { bytes } = await writeAll(path, 'parquetjs', rows, { rowGroupSize: 16 });
+  const md = await metadata(path);
+  assert.equal(md.row_groups.length, 3);
+  const repetition = Object.fromEntries(md.schema.slice(1).map((e) => [e.name, e.repetition_type]));
+  assert.equal(repetition['key'], 'REQUIRED');
+  assert.equal(repetition['extra_similarity'], 'OPTIONAL');
+  for (const group of md.row_groups) {
+    for (const chunk of group.columns) {
+      const name = chunk.meta_data!.path_in_schema.join('.');
+      if (name === 'image') {
+        assert.equal(chunk.meta_data!.statistics, undefined, 'image column has no statistics');
+        assert.equal(chunk.column_index_offset, undefined, 'image column has no column index');
+        assert.equal(chunk.meta_data!.codec, 'UNCOMPRESSED');
+      } else if (name === 'key') {
+        assert.ok(chunk.meta_data!.statistics?.min_value !== undefined, 'key column keeps min/max');
+        assert.equal(chunk.meta_data!.codec, 'SNAPPY');
+      }
+    }
+  }
+  // With min/max on images every page would carry two extra images; the file is about the payload.
+  const imageBytes = rows.reduce((n, r) => n + (r['image'] as Buffer).byteLength, 0);
+  assert.ok(bytes < imageBytes * 1.02 + 20_000, `file ${bytes} bytes for ${imageBytes} image bytes`);
+  assert.deepStrictEqual(await readShardRows(path), rows);
+});
+
+test('parquetjs: row groups are cut by bytes as well as rows', async () => {
+  const rows = makeRows(30); // every 5th image is 200 KB
+  const path = freshPath('parquetjs-bytes');
+  await writeAll(path, 'parquetjs', rows, { rowGroupBytes: 250_000 });
+  const md = await metadata(path);
+  assert.ok(md.row_groups.length >= 5, `${md.row_groups.length} row groups`);
+  for (const g of md.row_groups) assert.ok(Number(g.total_byte_size) < 250_000 + 210_000);
+  const iterated: Record<string, unknown>[] = [];
+  for await (const r of iterateShard(path, { batchRows: 2 })) iterated.push(r);
+  assert.deepStrictEqual(iterated, rows);
+});
+
+test('parquetjs: writing row groups column by column gives the same bytes as parquetjs-lite', async () => {
+  const rows = makeRows(20);
+  const opts = { rowGroupSize: 7, rowGroupBytes: 32 << 20, compression: 'snappy' as const, duckdbMemoryLimitMb: 256 };
+  const files: Buffer[] = [];
+  for (const columnByColumn of [false, true]) {
+    const path = freshPath(`parquetjs-cbc-${columnByColumn}`);
+    const sink = await openParquetjsSinkWith(path, COLUMNS, opts, columnByColumn);
+    for (const r of rows) await sink.append(r);
+    await sink.finish();
+    files.push(readFileSync(path));
+  }
+  assert.ok(files[0]!.equals(files[1]!));
+});
+
+test('duckdb: more than one row group (2,048 rows each) reads back in order', async () => {
+  const rows = makeRows(2100).map((r): ShardRow => ({ ...r, image: Buffer.from([1, 2, 3]) }));
+  const path = freshPath('duckdb-groups');
+  await writeAll(path, 'duckdb', rows);
+  const md = await metadata(path);
+  assert.deepEqual(md.row_groups.map((g) => Number(g.num_rows)), [2048, 52]);
+  let i = 0;
+  for await (const r of iterateShard(path, { columns: ['key', 'extra_similarity'] })) {
+    assert.deepStrictEqual(r, { key: rows[i]!['key'], extra_similarity: rows[i]!['extra_similarity'] });
+    i++;
+  }
+  assert.equal(i, rows.length);
+});
+
+test('duckdb: compression none and zstd', async () => {
+  const rows = makeRows(8);
+  for (const compression of ['none', 'zstd'] as const) {
+    const path = freshPath(`duckdb-${compression}`);
+    await writeAll(path, 'duckdb', rows, { compression });
+    assert.deepStrictEqual(await readWithDuckdb(path), rows);
+    if (compression === 'none' || hasZstd) assert.deepStrictEqual(await readShardRows(path), rows);
+    else assert.equal(await codeOf(readShardRows(path)), 'FILIP_ERR_SHARD'); // Node < 22.15 has no zstd
+  }
+});
+
+describe('bad calls', () => {
+  const row = makeRows(1)[0]!;
+  const cases: { name: string; code: ErrorCode; run: (path: string) => Promise<unknown> }[] = [
+    { name: 'unknown engine', code: 'FILIP_ERR_INVALID_OPTION', run: (p) => openShardWriter(p, COLUMNS, 'arrow' as WriterEngine) },
+    { name: 'unknown compression', code: 'FILIP_ERR_INVALID_OPTION', run: (p) => openShardWriter(p, COLUMNS, 'parquetjs', { compression: 'lz4' as 'none' }) },
+    { name: 'zstd with parquetjs', code: 'FILIP_ERR_INVALID_OPTION', run: (p) => openShardWriter(p, COLUMNS, 'parquetjs', { compression: 'zstd' }) },
+    { name: 'rowGroupSize 0', code: 'FILIP_ERR_INVALID_OPTION', run: (p) => openShardWriter(p, COLUMNS, 'duckdb', { rowGroupSize: 0 }) },
+    { name: 'unknown option', code: 'FILIP_ERR_INVALID_OPTION', run: (p) => openShardWriter(p, COLUMNS, 'parquetjs', { rowgroupsize: 5 } as ShardWriterOptions) },
+    { name: 'no columns', code: 'FILIP_ERR_INVALID_OPTION', run: (p) => openShardWriter(p, [], 'parquetjs') },
+    { name: 'duplicate column', code: 'FILIP_ERR_INVALID_OPTION', run: (p) => openShardWriter(p, [...COLUMNS, COLUMNS[0]!], 'parquetjs') },
+    { name: 'empty path', code: 'FILIP_ERR_INVALID_OPTION', run: () => openShardWriter('', COLUMNS, 'parquetjs') },
+    { name: 'missing folder', code: 'FILIP_ERR_SHARD', run: (p) => openShardWriter(join(p, 'no', 'such', 'x.parquet'), COLUMNS, 'parquetjs') },
+    { name: 'missing folder (duckdb)', code: 'FILIP_ERR_SHARD', run: (p) => openShardWriter(join(p, 'no', 'such', 'x.parquet'), COLUMNS, 'duckdb') },
+    { name: 'read a missing file', code: 'FILIP_ERR_SHARD', run: (p) => readShardRows(`${p}.missing`) },
+    { name: 'read a file that is not parquet', code: 'FILIP_ERR_SHARD', run: () => shardRowCount(new URL(import.meta.url).pathname) },
+  ];
+  for (const engine of ENGINES) {
+    const misuse: [string, (w: Awaited<ReturnType<typeof openShardWriter>>) => Promise<unknown>][] = [
+      ['write after close', async (w) => (await w.close(), w.write(row))],
+      ['write after abort', async (w) => (await w.abort(), w.write(row))],
+      ['close twice', async (w) => (await w.close(), w.close())],
+      ['null in a non-nullable column', (w) => w.write({ ...row, caption: null })],
+      ['missing column', (w) => w.write(Object.fromEntries(Object.entries(row).filter(([k]) => k !== 'url')))],
+      ['unknown column', (w) => w.write({ ...row, extra_nope: 'x' })],
+      ['string image', (w) => w.write({ ...row, image: 'not bytes' })],
+      ['int32 out of range', (w) => w.write({ ...row, width: 2 ** 31 })],
+      ['fractional int', (w) => w.write({ ...row, height: 1.5 })],
+      ['unsafe int64', (w) => w.write({ ...row, bytes_downloaded: 2 ** 60 })],
+      ['number for a string', (w) => w.write({ ...row, sha256: 5 })],
+    ];
+    for (const [name, run] of misuse) {
+      cases.push({
+        name: `${engine}: ${name}`,
+        code: 'FILIP_ERR_SHARD',
+        run: async (p) => {
+          const w = await openShardWriter(p, COLUMNS, engine);
+          try {
+            return await run(w);
+          } finally {
+            await w.abort();
+          }
+        },
+      });
+    }
+  }
+  for (const c of cases) {
+    test(c.name, async () => {
+      assert.equal(await codeOf(c.run(freshPath('bad'))), c.code);
+    });
+  }
+});
