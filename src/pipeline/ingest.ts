@@ -1,0 +1,349 @@
+// `filip-data ingest`: manifests -> fetch -> decode/resize -> exact dedupe -> Parquet shards.
+// Each step is an async generator over Samples; this module only wires them and owns the run's
+// options, its resume and its summary. See ARCHITECTURE.md for the data contract.
+
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
+import { FilipError } from '../core/errors.js';
+import { boolOption, choiceOption, intOption, rejectUnknownKeys, stringOption } from '../core/options.js';
+import { REASON_CODES, TRANSIENT_REASONS, type ReasonCode } from '../core/reasons.js';
+import { reject, type Sample } from '../core/sample.js';
+import { Fetcher, resolveFetchOptions, type FetchOptions } from '../fetch/fetcher.js';
+import { processImage, resolveImageOptions, type ImageOptions } from '../image/process.js';
+import {
+  countManifestRows,
+  listManifestFiles,
+  readManifests,
+  resolveManifestOptions,
+  type ManifestOptions,
+} from '../manifest/read.js';
+import { iterateShard } from '../shard/reader.js';
+import { WRITER_ENGINES, type WriterEngine } from '../shard/writer.js';
+import { DedupeIndex, dedupeContent, dedupeUrls } from './dedupe.js';
+import {
+  readRejects,
+  recoverOutput,
+  RUN_FILE,
+  ShardSink,
+  SUMMARY_FILE,
+  writeFileAtomic,
+  type CommitKind,
+  type OutputState,
+  type ShardStats,
+} from './output.js';
+import { orderedMap } from './pool.js';
+import { PROGRESS_MODES, Progress, type ProgressMode } from './progress.js';
+
+export interface IngestOptions {
+  /** Manifest files or folders. */
+  readonly inputs: readonly string[];
+  /** Output folder. @default 'shards' */
+  readonly output: string;
+  readonly manifest: Omit<ManifestOptions, 'inputs'>;
+  readonly fetch: FetchOptions;
+  readonly image: ImageOptions;
+  /** Kept samples per shard. @default 10000 */
+  readonly shardSize: number;
+  /** Parquet writer engine. @default 'parquetjs' */
+  readonly writer: WriterEngine;
+  /** Which exact duplicates to drop. @default all true */
+  readonly dedupe: { readonly urls: boolean; readonly images: boolean; readonly pairs: boolean };
+  /** Re-attempt only rows rejected for transient reasons (timeouts, network errors, 5xx, 429). @default false */
+  readonly retryFailed: boolean;
+  /** Delete a previous run's output in the folder instead of resuming it. @default false */
+  readonly overwrite: boolean;
+  /** @default 'auto' */
+  readonly progress: ProgressMode;
+  /** Where progress and log lines go. @default process.stderr */
+  readonly logStream: NodeJS.WritableStream;
+}
+
+export type IngestInput = Partial<
+  Omit<IngestOptions, 'manifest' | 'fetch' | 'image' | 'dedupe'> & {
+    manifest: Partial<Omit<ManifestOptions, 'inputs'>>;
+    fetch: Partial<FetchOptions>;
+    image: Partial<ImageOptions>;
+    dedupe: Partial<IngestOptions['dedupe']>;
+  }
+> & { inputs: readonly string[] };
+
+const DEFAULTS = {
+  output: 'shards',
+  shardSize: 10_000,
+  writer: 'parquetjs' as WriterEngine,
+  retryFailed: false,
+  overwrite: false,
+  progress: 'auto' as ProgressMode,
+};
+
+export function resolveIngestOptions(input: IngestInput): IngestOptions {
+  rejectUnknownKeys('ingest', input, {
+    ...DEFAULTS,
+    inputs: 0,
+    manifest: 0,
+    fetch: 0,
+    image: 0,
+    dedupe: 0,
+    logStream: 0,
+  });
+  if (!Array.isArray(input.inputs) || input.inputs.length === 0) {
+    throw new FilipError('FILIP_ERR_INVALID_OPTION', 'Expected `inputs` to be a non-empty list of manifest paths', {
+      field: 'inputs',
+    });
+  }
+  const o = { ...DEFAULTS, ...input };
+  const { inputs: _ignored, ...manifest } = resolveManifestOptions({ ...input.manifest, inputs: [...input.inputs] });
+  const dedupe = { urls: true, images: true, pairs: true, ...input.dedupe };
+  return {
+    inputs: [...input.inputs],
+    output: stringOption('output', o.output),
+    manifest,
+    fetch: resolveFetchOptions(input.fetch),
+    image: resolveImageOptions(input.image),
+    shardSize: intOption('shardSize', o.shardSize, 1),
+    writer: choiceOption('writer', o.writer, Object.keys(WRITER_ENGINES) as WriterEngine[]),
+    dedupe: {
+      urls: boolOption('dedupe.urls', dedupe.urls),
+      images: boolOption('dedupe.images', dedupe.images),
+      pairs: boolOption('dedupe.pairs', dedupe.pairs),
+    },
+    retryFailed: boolOption('retryFailed', o.retryFailed),
+    overwrite: boolOption('overwrite', o.overwrite),
+    progress: choiceOption('progress', o.progress, Object.keys(PROGRESS_MODES) as ProgressMode[]),
+    logStream: input.logStream ?? process.stderr,
+  };
+}
+
+export interface RunSummary {
+  readonly output: string;
+  readonly kind: CommitKind;
+  /** Rows this invocation processed (a resumed run counts only what it did itself). */
+  readonly rows: number;
+  readonly ok: number;
+  readonly rejected: number;
+  readonly byReason: Partial<Record<ReasonCode, number>>;
+  /** Shard files committed by this invocation. */
+  readonly shards: string[];
+  readonly seconds: number;
+  /** Totals over everything committed in the output folder, this and earlier invocations. */
+  readonly total: { readonly ok: number; readonly rejected: number; readonly shards: number };
+  /** Rows skipped because an earlier invocation had committed them. */
+  readonly resumedFrom: number;
+  readonly dedupeIndexBytes: number;
+}
+
+/** The options that must match for a resume to be the same run. */
+function runIdentity(o: IngestOptions, files: string[]) {
+  return {
+    files: files.map((f) => path.resolve(f)),
+    manifest: o.manifest,
+    image: o.image,
+    shardSize: o.shardSize,
+    dedupe: o.dedupe,
+  };
+}
+
+const OUR_FILES = /^(\.?\d{5,}(\.parquet|\.tar|_stats\.json)(\.tmp)?|rejects\.jsonl|_run\.json|_summary\.json)$/;
+
+async function prepareOutput(o: IngestOptions, files: string[]): Promise<OutputState> {
+  const dir = o.output;
+  if (o.overwrite) {
+    const names = await fs.readdir(dir).catch(() => [] as string[]);
+    for (const n of names) if (OUR_FILES.test(n)) await fs.rm(path.join(dir, n), { force: true });
+  }
+  const state = await recoverOutput(dir);
+  const identity = runIdentity(o, files);
+  const runFile = path.join(dir, RUN_FILE);
+  const previous = await fs.readFile(runFile, 'utf8').then((t) => JSON.parse(t) as { identity: unknown }, () => null);
+  if (previous && state.commits.length > 0) {
+    const a = previous.identity as Record<string, unknown>;
+    const b = identity as Record<string, unknown>;
+    for (const k of Object.keys(b)) {
+      if (JSON.stringify(a[k]) !== JSON.stringify(b[k])) {
+        throw new FilipError(
+          'FILIP_ERR_RESUME_MISMATCH',
+          `the output folder holds a run with different "${k}" (was ${JSON.stringify(a[k])}); ` +
+            'use the same inputs and options to resume, --overwrite to start again, or another --output',
+          { file: runFile, field: k },
+        );
+      }
+    }
+  } else if (!previous && state.commits.length > 0) {
+    throw new FilipError('FILIP_ERR_RESUME_MISMATCH', `committed shards but no ${RUN_FILE}: not a filip-data output`, {
+      file: runFile,
+    });
+  }
+  await writeFileAtomic(runFile, `${JSON.stringify({ tool: 'filip-data ingest', identity }, null, 2)}\n`);
+  return state;
+}
+
+/** Rebuilds the exact-dedupe index from what is committed, so a resumed run decides as an uninterrupted one. */
+async function rebuildIndex(dir: string, state: OutputState, index: DedupeIndex, collectKeys: boolean): Promise<Set<string>> {
+  const keptKeys = new Set<string>();
+  for (const c of state.commits) {
+    if (c.file === null) continue;
+    for await (const row of iterateShard(path.join(dir, c.file), { columns: ['key', 'url', 'sha256', 'caption'] })) {
+      index.addUrl(String(row.url));
+      index.addKept(String(row.sha256), String(row.caption));
+      if (collectKeys) keptKeys.add(String(row.key));
+    }
+  }
+  for await (const r of readRejects(dir)) if (r.reason !== 'malformed_row') index.addUrl(r.url);
+  return keptKeys;
+}
+
+/** Rows whose latest reject is transient and that no committed shard holds. */
+async function* transientRejects(dir: string, keptKeys: Set<string>): AsyncGenerator<Sample> {
+  const latest = new Map<string, Sample>();
+  for await (const r of readRejects(dir)) {
+    if (keptKeys.has(r.key)) continue;
+    if (!TRANSIENT_REASONS.has(r.reason)) {
+      latest.delete(r.key);
+      continue;
+    }
+    const sep = r.source.lastIndexOf(':');
+    latest.delete(r.key); // keep file order = order of the latest attempt
+    latest.set(r.key, {
+      key: r.key,
+      index: r.index,
+      url: r.url,
+      caption: r.caption,
+      source: { file: r.source.slice(0, sep), row: Number(r.source.slice(sep + 1)) },
+      extra: r.extra,
+      status: 'pending',
+    });
+  }
+  yield* latest.values();
+}
+
+async function download(sample: Sample, fetcher: Fetcher, image: ImageOptions): Promise<Sample> {
+  if (sample.status !== 'pending') return sample;
+  const got = await fetcher.fetch(sample.url);
+  if (got.status !== undefined) sample.httpStatus = got.status;
+  if (!got.ok) return reject(sample, got.reason, got.message);
+  const decoded = await processImage(got.bytes, image);
+  if (!decoded.ok) return reject(sample, decoded.reason, decoded.message);
+  sample.image = decoded.image;
+  sample.status = 'ok';
+  return sample;
+}
+
+async function* tap(source: AsyncIterable<Sample>, fn: (s: Sample) => void): AsyncGenerator<Sample> {
+  for await (const s of source) {
+    fn(s);
+    yield s;
+  }
+}
+
+export async function runIngest(input: IngestInput): Promise<RunSummary> {
+  const o = resolveIngestOptions(input);
+  const started = performance.now();
+  const files = await listManifestFiles(o.inputs);
+  const state = await prepareOutput(o, files);
+  const index = new DedupeIndex();
+  const kind: CommitKind = o.retryFailed ? 'retry' : 'ingest';
+  // Kept keys are only needed to pick retry candidates; an ingest resume needs just the index.
+  const keptKeys =
+    state.commits.length > 0 ? await rebuildIndex(o.output, state, index, kind === 'retry') : new Set<string>();
+
+  let source: AsyncIterable<Sample>;
+  let total: number | undefined;
+  if (kind === 'retry') {
+    source = transientRejects(o.output, keptKeys);
+  } else {
+    const manifestOptions = resolveManifestOptions({ ...o.manifest, inputs: files });
+    source = readManifests(manifestOptions, state.nextIndex);
+    const rows = await countManifestRows(files);
+    if (rows !== undefined) total = Math.max(rows - state.nextIndex, 0);
+    if (o.dedupe.urls) source = dedupeUrls(source, index);
+  }
+
+  const progress = new Progress({ mode: o.progress, total, stream: o.logStream, label: kind });
+  if (state.nextIndex > 0 && kind === 'ingest') {
+    progress.log(`resuming ${o.output}: ${state.commits.length} commits, continuing at input row ${state.nextIndex}`);
+  }
+  const byReason: Partial<Record<ReasonCode, number>> = {};
+  const shards: string[] = [];
+  const sink = new ShardSink(
+    {
+      dir: o.output,
+      shardSize: o.shardSize,
+      engine: o.writer,
+      keepCols: o.manifest.keepCols,
+      kind,
+      onCommit: (s: ShardStats) => {
+        if (s.file) shards.push(s.file);
+        if (o.progress === 'log') progress.log(`committed ${s.file ?? `window ${s.shard}`}: ${s.ok} ok, ${s.rejected} rejected`);
+      },
+    },
+    state,
+  );
+  const fetcher = new Fetcher(o.fetch);
+  const concurrency = o.fetch.concurrency;
+  try {
+    const downloaded = orderedMap(source, (s) => download(s, fetcher, o.image), {
+      concurrency,
+      window: Math.max(concurrency * 8, 256),
+    });
+    const deduped = dedupeContent(downloaded, index, { images: o.dedupe.images, pairs: o.dedupe.pairs });
+    for await (const sample of tap(deduped, (s) => progress.tick(s))) {
+      if (sample.status === 'rejected' && sample.reason) byReason[sample.reason] = (byReason[sample.reason] ?? 0) + 1;
+      await sink.write(sample);
+    }
+    await sink.close();
+  } catch (error) {
+    await sink.abort();
+    throw error;
+  } finally {
+    progress.stop();
+    await fetcher.close();
+  }
+
+  const after = await recoverOutput(o.output);
+  const summary: RunSummary = {
+    output: o.output,
+    kind,
+    rows: progress.rows,
+    ok: progress.ok,
+    rejected: progress.rows - progress.ok,
+    byReason,
+    shards,
+    seconds: (performance.now() - started) / 1000,
+    total: totals(after.commits),
+    resumedFrom: kind === 'ingest' ? state.nextIndex : 0,
+    dedupeIndexBytes: index.bytes,
+  };
+  await writeFileAtomic(path.join(o.output, SUMMARY_FILE), `${JSON.stringify(summary, null, 2)}\n`);
+  return summary;
+}
+
+function totals(commits: readonly ShardStats[]) {
+  let ok = 0;
+  let rejected = 0;
+  let shards = 0;
+  for (const c of commits) {
+    ok += c.ok;
+    rejected += c.rejected;
+    if (c.file) shards++;
+  }
+  return { ok, rejected, shards };
+}
+
+/** The end-of-run table: counts per reason, in the order reasons are declared. */
+export function formatSummary(s: RunSummary): string {
+  const lines: string[] = [];
+  const rate = s.seconds > 0 ? s.rows / s.seconds : 0;
+  lines.push(`${s.kind} finished in ${s.seconds.toFixed(1)} s (${rate.toFixed(1)} rows/s) -> ${s.output}`);
+  if (s.resumedFrom > 0) lines.push(`resumed at input row ${s.resumedFrom}`);
+  const rows: [string, number][] = [['ok', s.ok]];
+  for (const r of REASON_CODES) if (s.byReason[r]) rows.push([r, s.byReason[r]!]);
+  rows.push(['total', s.rows]);
+  const width = Math.max(...rows.map(([k]) => k.length));
+  const numWidth = Math.max(...rows.map(([, v]) => String(v).length));
+  for (const [k, v] of rows) {
+    const pct = s.rows > 0 ? ((100 * v) / s.rows).toFixed(1).padStart(5) : '  0.0';
+    lines.push(`  ${k.padEnd(width)}  ${String(v).padStart(numWidth)}  ${pct}%`);
+  }
+  lines.push(`shards written: ${s.shards.length} (output holds ${s.total.shards} shards, ${s.total.ok} samples, ${s.total.rejected} rejected rows)`);
+  return lines.join('\n');
+}
