@@ -1,0 +1,34 @@
+// Entry point of `filip-data`. The only place (with src/cli/commands) that knows yargs; errors
+// with a FILIP_ERR_ code are printed as one line with their code and exit status 2.
+
+import yargs from 'yargs';
+import { hideBin } from 'yargs/helpers';
+import { FilipError } from '../core/errors.js';
+import { demoCommand } from './commands/demo.js';
+import { ingestCommand } from './commands/ingest.js';
+
+export async function main(argv: string[]): Promise<void> {
+  await yargs(argv)
+    .scriptName('filip-data')
+    .command(ingestCommand as never)
+    .command(demoCommand as never)
+    .demandCommand(1, 'name a command: ingest or demo')
+    .strict()
+    .help()
+    .fail((message, error, y) => {
+      if (error) throw error;
+      process.stderr.write(`${y.help()}\n\n${message}\n`);
+      process.exit(1);
+    })
+    .parseAsync();
+}
+
+try {
+  await main(hideBin(process.argv));
+} catch (error) {
+  if (error instanceof FilipError) {
+    process.stderr.write(`filip-data: ${error.code}: ${error.message}\n`);
+    process.exit(2);
+  }
+  throw error;
+}

@@ -1,0 +1,56 @@
+// The CLI as a user runs it: errors come out as one line with a stable code and exit status 2.
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { promises as fs } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+
+const CLI = path.resolve('bin/filip-data.js');
+let tmp: string;
+
+before(async () => {
+  tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'filip-cli-'));
+});
+after(async () => {
+  await fs.rm(tmp, { recursive: true, force: true });
+});
+
+function cli(...args: string[]) {
+  return spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', cwd: tmp, timeout: 60_000 });
+}
+
+test('bad input fails with the error code, the file and what it has', async () => {
+  await fs.writeFile(path.join(tmp, 'm.csv'), 'link,text\nhttp://x/a.jpg,hello\n');
+  const cases: [string[], string, RegExp][] = [
+    [['ingest', 'm.csv'], 'FILIP_ERR_MISSING_COLUMN', /m\.csv.*url.*link.*text|m\.csv.*link.*text/s],
+    [['ingest', 'nothing-here.tsv'], 'FILIP_ERR_NO_INPUT', /nothing-here\.tsv/],
+    [['ingest', 'm.csv', '--url-col', 'link', '--caption-col', 'text', '--shard-size', '0'], 'FILIP_ERR_INVALID_OPTION', /shardSize/],
+    [['ingest', 'm.csv', '--url-col', 'link', '--caption-col', 'text', '--quality', '101'], 'FILIP_ERR_INVALID_OPTION', /quality/],
+  ];
+  for (const [args, code, detail] of cases) {
+    const r = cli(...args);
+    assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
+    assert.ok(r.stderr.includes(code), `${args.join(' ')}: ${r.stderr}`);
+    assert.match(r.stderr, detail);
+  }
+});
+
+test('unknown flags and missing commands are usage errors', () => {
+  assert.equal(cli('ingest', 'm.csv', '--no-such-flag').status, 1);
+  assert.equal(cli().status, 1);
+  const help = cli('ingest', '--help');
+  assert.equal(help.status, 0);
+  assert.match(help.stdout, /--resize-mode/);
+});
+
+test('a run prints the summary table on stdout and log lines (not a status line) when not a TTY', async () => {
+  const img = path.join(tmp, 'missing.jpg');
+  await fs.writeFile(path.join(tmp, 'one.tsv'), `url\tcaption\n${img}\ta missing file\n`);
+  const r = cli('ingest', 'one.tsv', '-o', 'out');
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /file_error\s+1\s+100\.0%/);
+  assert.match(r.stdout, /total\s+1/);
+  assert.doesNotMatch(r.stderr, /\r/);
+  assert.match(r.stderr, /rows\/s .* images\/s/);
+});
