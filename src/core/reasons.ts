@@ -24,6 +24,15 @@ export const REASONS = {
   not_an_image: 'the bytes are not an image format sharp can decode',
   corrupt_image: 'the image is truncated or corrupt',
   pixel_limit: 'the image has more pixels than the decompression-bomb limit',
+  // filter (FILIP rules and extras); image rules use the original size recorded at ingest
+  image_too_small: 'the shorter side of the original image is under the minimum (FILIP: 200 px)',
+  aspect_ratio: 'longer side / shorter side of the original image is over the maximum (FILIP: 3)',
+  not_english: 'the caption is not English',
+  meaningless_text: 'the caption carries no description (file name, camera default, URL, hash, number...)',
+  repeated_text: 'the normalised caption occurs more times in the corpus than allowed (FILIP: 10)',
+  near_duplicate: 'the perceptual hash is within the distance threshold of an image kept earlier',
+  contaminated: 'the image is a near duplicate of an image of a user-given evaluation set',
+  too_few_words: 'the caption has too few words or characters (datacomp-basic preset)',
 } as const;
 
 export type ReasonCode = keyof typeof REASONS;
