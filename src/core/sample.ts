@@ -47,6 +47,8 @@ export interface Sample {
   readonly extra: ExtraColumns;
   status: SampleStatus;
   reason?: ReasonCode;
+  /** Filter stage: every rule the sample failed, in rule order; `reason` is the first of them. */
+  failedRules?: ReasonCode[];
   errorMessage?: string;
   /** HTTP status of the final response, when there was one. */
   httpStatus?: number;
@@ -62,6 +64,5 @@ export function reject(sample: Sample, reason: ReasonCode, message: string): Sam
   sample.status = 'rejected';
   sample.reason = reason;
   sample.errorMessage = message;
-  delete sample.image;
   return sample;
 }

@@ -21,9 +21,9 @@ import { iterateShard } from '../shard/reader.js';
 import { WRITER_ENGINES, type WriterEngine } from '../shard/writer.js';
 import { DedupeIndex, dedupeContent, dedupeUrls } from './dedupe.js';
 import {
+  openOutput,
   readRejects,
   recoverOutput,
-  RUN_FILE,
   ShardSink,
   SUMMARY_FILE,
   writeFileAtomic,
@@ -143,38 +143,8 @@ function runIdentity(o: IngestOptions, files: string[]) {
   };
 }
 
-const OUR_FILES = /^(\.?\d{5,}(\.parquet|\.tar|_stats\.json)(\.tmp)?|rejects\.jsonl|_run\.json|_summary\.json)$/;
-
 async function prepareOutput(o: IngestOptions, files: string[]): Promise<OutputState> {
-  const dir = o.output;
-  if (o.overwrite) {
-    const names = await fs.readdir(dir).catch(() => [] as string[]);
-    for (const n of names) if (OUR_FILES.test(n)) await fs.rm(path.join(dir, n), { force: true });
-  }
-  const state = await recoverOutput(dir);
-  const identity = runIdentity(o, files);
-  const runFile = path.join(dir, RUN_FILE);
-  const previous = await fs.readFile(runFile, 'utf8').then((t) => JSON.parse(t) as { identity: unknown }, () => null);
-  if (previous && state.commits.length > 0) {
-    const a = previous.identity as Record<string, unknown>;
-    const b = identity as Record<string, unknown>;
-    for (const k of Object.keys(b)) {
-      if (JSON.stringify(a[k]) !== JSON.stringify(b[k])) {
-        throw new FilipError(
-          'FILIP_ERR_RESUME_MISMATCH',
-          `the output folder holds a run with different "${k}" (was ${JSON.stringify(a[k])}); ` +
-            'use the same inputs and options to resume, --overwrite to start again, or another --output',
-          { file: runFile, field: k },
-        );
-      }
-    }
-  } else if (!previous && state.commits.length > 0) {
-    throw new FilipError('FILIP_ERR_RESUME_MISMATCH', `committed shards but no ${RUN_FILE}: not a filip-data output`, {
-      file: runFile,
-    });
-  }
-  await writeFileAtomic(runFile, `${JSON.stringify({ tool: 'filip-data ingest', identity }, null, 2)}\n`);
-  return state;
+  return openOutput(o.output, 'filip-data ingest', runIdentity(o, files), o.overwrite);
 }
 
 /** Rebuilds the exact-dedupe index from what is committed, so a resumed run decides as an uninterrupted one. */

@@ -9,7 +9,8 @@
 // temporary files are removed, the reject log is cut back to the last committed length, and the
 // input restarts at the last committed position. Nothing is lost and nothing is written twice.
 
-import { promises as fs } from 'node:fs';
+import { createReadStream, promises as fs } from 'node:fs';
+import { createInterface } from 'node:readline';
 import path from 'node:path';
 import { FilipError } from '../core/errors.js';
 import type { ReasonCode } from '../core/reasons.js';
@@ -21,7 +22,8 @@ export const REJECT_LOG = 'rejects.jsonl';
 export const RUN_FILE = '_run.json';
 export const SUMMARY_FILE = '_summary.json';
 
-export type CommitKind = 'ingest' | 'retry';
+/** ingest and filter commits cover a range of their input; retry commits re-attempt earlier rejects. */
+export type CommitKind = 'ingest' | 'filter' | 'retry';
 
 /** Contents of `NNNNN_stats.json`. */
 export interface ShardStats {
@@ -54,6 +56,8 @@ export interface RejectRecord {
   readonly caption: string;
   readonly source: string;
   readonly reason: ReasonCode;
+  /** Every filter rule the row failed, in rule order (filter stage only; reason is the first). */
+  readonly failed?: ReasonCode[];
   readonly error_message: string;
   readonly http_status: number | null;
   readonly extra: Record<string, string | null>;
@@ -75,10 +79,9 @@ export function statsName(n: number): string {
   return `${String(n).padStart(5, '0')}_stats.json`;
 }
 
-/** Reads committed state and removes what an interrupted run left half-done. */
-export async function recoverOutput(dir: string): Promise<OutputState> {
-  await fs.mkdir(dir, { recursive: true });
-  const names = await fs.readdir(dir);
+/** Reads the committed stats files of an output folder, in shard order, changing nothing. */
+export async function readCommits(dir: string): Promise<ShardStats[]> {
+  const names = await fs.readdir(dir).catch(() => [] as string[]);
   const commits: ShardStats[] = [];
   for (const name of names) {
     if (!STATS_RE.test(name)) continue;
@@ -89,7 +92,51 @@ export async function recoverOutput(dir: string): Promise<OutputState> {
       throw new FilipError('FILIP_ERR_SHARD', 'stats file cannot be read', { file }, { cause });
     }
   }
-  commits.sort((a, b) => a.shard - b.shard);
+  return commits.sort((a, b) => a.shard - b.shard);
+}
+
+const OUR_FILES = /^(\.?\d{5,}(\.parquet|\.tar|_stats\.json)(\.tmp)?|rejects\.jsonl|_run\.json|_summary\.json|funnel\.json|report\.html)$/;
+
+/**
+ * Prepares an output folder for a run: with `overwrite`, removes a previous run's files (ours only);
+ * otherwise recovers committed state and checks that it belongs to the same run, comparing `identity`
+ * (what must not change between an interrupted run and its resume) field by field.
+ */
+export async function openOutput(dir: string, tool: string, identity: Record<string, unknown>, overwrite: boolean): Promise<OutputState> {
+  if (overwrite) {
+    const names = await fs.readdir(dir).catch(() => [] as string[]);
+    for (const n of names) if (OUR_FILES.test(n)) await fs.rm(path.join(dir, n), { force: true });
+  }
+  const state = await recoverOutput(dir);
+  const runFile = path.join(dir, RUN_FILE);
+  const previous = await fs.readFile(runFile, 'utf8').then((t) => JSON.parse(t) as { tool: string; identity: Record<string, unknown> }, () => null);
+  if (state.commits.length > 0) {
+    if (!previous) {
+      throw new FilipError('FILIP_ERR_RESUME_MISMATCH', `committed shards but no ${RUN_FILE}: not a filip-data output`, { file: runFile });
+    }
+    if (previous.tool !== tool) {
+      throw new FilipError('FILIP_ERR_RESUME_MISMATCH', `the output folder holds a "${previous.tool}" run, not "${tool}"`, { file: runFile, field: 'tool' });
+    }
+    for (const k of Object.keys(identity)) {
+      if (JSON.stringify(previous.identity[k]) !== JSON.stringify(identity[k])) {
+        throw new FilipError(
+          'FILIP_ERR_RESUME_MISMATCH',
+          `the output folder holds a run with different "${k}" (was ${JSON.stringify(previous.identity[k])}); ` +
+            'use the same inputs and options to resume, --overwrite to start again, or another --output',
+          { file: runFile, field: k },
+        );
+      }
+    }
+  }
+  await writeFileAtomic(runFile, `${JSON.stringify({ tool, identity }, null, 2)}\n`);
+  return state;
+}
+
+/** Reads committed state and removes what an interrupted run left half-done. */
+export async function recoverOutput(dir: string): Promise<OutputState> {
+  await fs.mkdir(dir, { recursive: true });
+  const names = await fs.readdir(dir);
+  const commits = await readCommits(dir);
   const committedFiles = new Set(commits.map((c) => c.file).filter((f): f is string => f !== null));
   for (const name of names) {
     const partialShard = /^\d{5,}\.(parquet|tar)$/.test(name) && !committedFiles.has(name);
@@ -108,21 +155,22 @@ export async function recoverOutput(dir: string): Promise<OutputState> {
     });
   }
   let nextIndex = 0;
-  for (const c of commits) if (c.kind === 'ingest') nextIndex = Math.max(nextIndex, c.input_end);
+  for (const c of commits) if (c.kind !== 'retry') nextIndex = Math.max(nextIndex, c.input_end);
   return { commits, nextShard: last ? last.shard + 1 : 0, nextIndex, rejectsOffset };
 }
 
-/** Reads every line of the reject log up to the committed length. */
+/**
+ * Reads the reject log's committed lines (up to the last commit's `rejects_offset`), so a reader never
+ * sees lines of a window that a running or killed run has not committed.
+ */
 export async function* readRejects(dir: string): AsyncGenerator<RejectRecord> {
   const file = path.join(dir, REJECT_LOG);
-  let text: string;
-  try {
-    text = await fs.readFile(file, 'utf8');
-  } catch {
-    return;
-  }
+  const committed = (await readCommits(dir)).at(-1)?.rejects_offset ?? 0;
+  if (committed === 0) return;
+  // Streamed line by line: the log of a large run does not fit in memory.
+  const lines = createInterface({ input: createReadStream(file, { start: 0, end: committed - 1 }), crlfDelay: Infinity });
   let row = 0;
-  for (const line of text.split('\n')) {
+  for await (const line of lines) {
     if (line.length === 0) continue;
     try {
       yield JSON.parse(line) as RejectRecord;
@@ -163,7 +211,7 @@ export class ShardSink {
   async write(sample: Sample): Promise<void> {
     const w = this.#window;
     w.rows++;
-    if (this.#o.kind === 'ingest') w.inputEnd = sample.index + 1;
+    if (this.#o.kind !== 'retry') w.inputEnd = sample.index + 1;
     if (sample.status === 'ok') {
       this.#writer ??= await openShardWriter(this.#tmpPath(), shardColumns(this.#o.keepCols), this.#o.engine);
       await this.#writer.write(sampleToRow(sample, this.#o.keepCols));
@@ -197,8 +245,8 @@ export class ShardSink {
       shard: n,
       file,
       kind: this.#o.kind,
-      input_start: this.#o.kind === 'ingest' ? w.inputStart : 0,
-      input_end: this.#o.kind === 'ingest' ? w.inputEnd : 0,
+      input_start: this.#o.kind !== 'retry' ? w.inputStart : 0,
+      input_end: this.#o.kind !== 'retry' ? w.inputEnd : 0,
       rows: w.rows,
       ok: w.ok,
       rejected: w.rejected,
@@ -244,6 +292,7 @@ export class ShardSink {
       caption: sample.caption,
       source: `${sample.source.file}:${sample.source.row}`,
       reason,
+      ...(sample.failedRules ? { failed: sample.failedRules } : {}),
       error_message: sample.errorMessage ?? '',
       http_status: sample.httpStatus ?? null,
       extra: sample.extra,
