@@ -5,14 +5,16 @@ import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { FilipError } from '../core/errors.js';
 import { demoCommand } from './commands/demo.js';
+import { filterCommand } from './commands/filter.js';
 import { ingestCommand } from './commands/ingest.js';
 
 export async function main(argv: string[]): Promise<void> {
   await yargs(argv)
     .scriptName('filip-data')
     .command(ingestCommand as never)
+    .command(filterCommand as never)
     .command(demoCommand as never)
-    .demandCommand(1, 'name a command: ingest or demo')
+    .demandCommand(1, 'name a command: ingest, filter or demo')
     .strict()
     .help()
     .fail((message, error, y) => {

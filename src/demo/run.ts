@@ -3,6 +3,7 @@
 
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
+import { formatFilterSummary, runFilter, type FilterRunSummary } from '../pipeline/filter-run.js';
 import { formatSummary, runIngest, type RunSummary } from '../pipeline/ingest.js';
 import { readRejects } from '../pipeline/output.js';
 import type { ProgressMode } from '../pipeline/progress.js';
@@ -23,6 +24,7 @@ export interface DemoOptions {
 }
 
 export interface PlantedCheck {
+  readonly stage: 'ingest' | 'filter';
   readonly row: number;
   readonly expected: string;
   readonly got: string;
@@ -32,9 +34,11 @@ export interface PlantedCheck {
 export interface DemoResult {
   readonly corpus: DemoCorpus;
   readonly ingest: RunSummary;
-  /** One line per planted ingest-stage case and per row expected to pass ingest that did not. */
+  readonly filter: FilterRunSummary;
+  /** One line per planted case, and per row expected to pass that did not. */
   readonly checks: PlantedCheck[];
   readonly ingestDir: string;
+  readonly filterDir: string;
 }
 
 async function corpusFor(dir: string, seed: number, scenes: number): Promise<DemoCorpus> {
@@ -77,20 +81,30 @@ export async function runDemo(partial: Partial<DemoOptions> = {}): Promise<DemoR
   }
   say(formatSummary(ingest));
 
-  const got = new Map<number, string>();
-  for await (const r of readRejects(ingestDir)) got.set(Number(r.source.slice(r.source.lastIndexOf(':') + 1)), r.reason);
+  const filterDir = path.join(o.output, 'filtered');
+  say(`filter (preset filip) -> ${filterDir}`);
+  const filter = await runFilter({ input: ingestDir, output: filterDir, overwrite: true, shardSize: 100, progress: o.progress });
+  say(formatFilterSummary(filter));
+
+  const rowOf = (source: string) => Number(source.slice(source.lastIndexOf(':') + 1));
+  const ingestGot = new Map<number, string>();
+  for await (const r of readRejects(ingestDir)) ingestGot.set(rowOf(r.source), r.reason);
+  const filterGot = new Map<number, string>();
+  for await (const r of readRejects(filterDir)) filterGot.set(rowOf(r.source), r.reason);
   const checks: PlantedCheck[] = [];
   for (const row of corpus.rows) {
-    const actual = got.get(row.row) ?? 'ok';
     const e = row.expected;
-    if (e.status === 'rejected' && e.stage === 'ingest') {
-      checks.push({ row: row.row, expected: e.reason, got: actual, note: row.note });
-    } else if (actual !== 'ok') {
-      checks.push({ row: row.row, expected: 'ok', got: actual, note: row.note });
-    }
+    const atIngest = ingestGot.get(row.row);
+    const actual = atIngest ?? filterGot.get(row.row) ?? 'ok';
+    const stage = atIngest !== undefined || (e.status === 'rejected' && e.stage === 'ingest') ? 'ingest' : 'filter';
+    const expected = e.status === 'rejected' ? e.reason : 'ok';
+    if (expected !== 'ok' || actual !== 'ok') checks.push({ stage, row: row.row, expected, got: actual, note: row.note });
   }
   const wrong = checks.filter((c) => c.expected !== c.got);
-  say(`planted ingest cases: ${checks.length - wrong.length} of ${checks.length} rejected for the planted reason`);
-  for (const c of checks) say(`  row ${String(c.row).padStart(4)}  ${c.expected === c.got ? 'ok  ' : 'MISS'}  ${c.got.padEnd(18)} ${c.note}`);
-  return { corpus, ingest, checks, ingestDir };
+  const planted = checks.filter((c) => c.expected !== 'ok');
+  say(`planted cases: ${planted.filter((c) => c.expected === c.got).length} of ${planted.length} rejected for the planted reason; ${wrong.length} rows differ from expected.json`);
+  for (const c of checks) {
+    say(`  row ${String(c.row).padStart(4)}  ${c.stage.padEnd(6)}  ${c.expected === c.got ? 'ok  ' : 'MISS'}  ${c.got.padEnd(18)} ${c.note}`);
+  }
+  return { corpus, ingest, filter, checks, ingestDir, filterDir };
 }

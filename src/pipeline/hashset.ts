@@ -3,7 +3,7 @@
 // so 16 to 32 bytes per stored record, with no per-entry JS objects. A 64-bit fingerprint collides
 // with probability about n^2 / 2^65 (3e-4 at 100 million records), which we accept for dedupe.
 
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 
 const EMPTY_HI = 0;
 const EMPTY_LO = 0;
@@ -84,7 +84,8 @@ export class HashSet64 {
 
 /** 64-bit fingerprint (two uint32 words) of a string, from sha1. */
 export function fingerprint(text: string): [number, number] {
-  const d = createHash('sha1').update(text).digest();
+  // One-shot hash (Node >= 20.12): no Hash object per call.
+  const d = hash('sha1', text, 'buffer');
   return [d.readUInt32LE(0), d.readUInt32LE(4)];
 }
 

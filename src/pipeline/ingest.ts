@@ -19,7 +19,10 @@ import {
 } from '../manifest/read.js';
 import { iterateShard } from '../shard/reader.js';
 import { WRITER_ENGINES, type WriterEngine } from '../shard/writer.js';
+import { filterSamples, prepareFilter, resolveFilterOptions, type FilterContext, type FilterInput, type FilterOptions } from '../filters/filter.js';
+import { Funnel, formatFunnel, writeFunnelReport, type FunnelJson } from '../filters/funnel.js';
 import { DedupeIndex, dedupeContent, dedupeUrls } from './dedupe.js';
+import { restoreKeptIndex, seedFunnel } from './filter-run.js';
 import {
   openOutput,
   readRejects,
@@ -56,10 +59,13 @@ export interface IngestOptions {
   readonly progress: ProgressMode;
   /** Where progress and log lines go. @default process.stderr */
   readonly logStream: NodeJS.WritableStream;
+  /** Run the filter stage in the same stream (`ingest --filter`); undefined: no filtering. */
+  readonly filter: FilterOptions | undefined;
 }
 
 export type IngestInput = Partial<
-  Omit<IngestOptions, 'manifest' | 'fetch' | 'image' | 'dedupe'> & {
+  Omit<IngestOptions, 'manifest' | 'fetch' | 'image' | 'dedupe' | 'filter'> & {
+    filter: FilterInput;
     manifest: Partial<Omit<ManifestOptions, 'inputs'>>;
     fetch: Partial<FetchOptions>;
     image: Partial<ImageOptions>;
@@ -85,6 +91,7 @@ export function resolveIngestOptions(input: IngestInput): IngestOptions {
     image: 0,
     dedupe: 0,
     logStream: 0,
+    filter: 0,
   });
   if (!Array.isArray(input.inputs) || input.inputs.length === 0) {
     throw new FilipError('FILIP_ERR_INVALID_OPTION', 'Expected `inputs` to be a non-empty list of manifest paths', {
@@ -111,6 +118,7 @@ export function resolveIngestOptions(input: IngestInput): IngestOptions {
     overwrite: boolOption('overwrite', o.overwrite),
     progress: choiceOption('progress', o.progress, Object.keys(PROGRESS_MODES) as ProgressMode[]),
     logStream: input.logStream ?? process.stderr,
+    filter: input.filter === undefined ? undefined : resolveFilterOptions(input.filter),
   };
 }
 
@@ -130,6 +138,8 @@ export interface RunSummary {
   /** Rows skipped because an earlier invocation had committed them. */
   readonly resumedFrom: number;
   readonly dedupeIndexBytes: number;
+  /** With --filter: the funnel over the samples that reached the filter. */
+  readonly funnel?: FunnelJson;
 }
 
 /** The options that must match for a resume to be the same run. */
@@ -140,6 +150,7 @@ function runIdentity(o: IngestOptions, files: string[]) {
     image: o.image,
     shardSize: o.shardSize,
     dedupe: o.dedupe,
+    filter: o.filter ?? null,
   };
 }
 
@@ -184,6 +195,11 @@ async function* transientRejects(dir: string, keptKeys: Set<string>): AsyncGener
     });
   }
   yield* latest.values();
+}
+
+/** First pass of repeated_text inside ingest: the caption of every well-formed manifest row. */
+async function* manifestCaptions(manifest: ManifestOptions): AsyncGenerator<string> {
+  for await (const s of readManifests(manifest)) if (s.status === 'pending') yield s.caption;
 }
 
 async function download(sample: Sample, fetcher: Fetcher, image: ImageOptions): Promise<Sample> {
@@ -250,13 +266,24 @@ export async function runIngest(input: IngestInput): Promise<RunSummary> {
   );
   const fetcher = new Fetcher(o.fetch);
   const concurrency = o.fetch.concurrency;
+  let filter: { ctx: FilterContext; funnel: Funnel } | undefined;
+  const workDir = path.join(o.output, '.work');
   try {
+    if (o.filter) {
+      await fs.mkdir(workDir, { recursive: true });
+      const all = resolveManifestOptions({ ...o.manifest, inputs: files });
+      const ctx = await prepareFilter(o.filter, () => manifestCaptions(all), workDir);
+      filter = { ctx, funnel: new Funnel(o.filter.rules) };
+      await restoreKeptIndex(o.output, state, ctx);
+      await seedFunnel(o.output, state, filter.funnel);
+    }
     const downloaded = orderedMap(source, (s) => download(s, fetcher, o.image), {
       concurrency,
       window: Math.max(concurrency * 8, 256),
     });
     const deduped = dedupeContent(downloaded, index, { images: o.dedupe.images, pairs: o.dedupe.pairs });
-    for await (const sample of tap(deduped, (s) => progress.tick(s))) {
+    const filtered = filter ? filterSamples(deduped, filter.ctx, filter.funnel) : deduped;
+    for await (const sample of tap(filtered, (s) => progress.tick(s))) {
       if (sample.status === 'rejected' && sample.reason) byReason[sample.reason] = (byReason[sample.reason] ?? 0) + 1;
       await sink.write(sample);
     }
@@ -267,7 +294,10 @@ export async function runIngest(input: IngestInput): Promise<RunSummary> {
   } finally {
     progress.stop();
     await fetcher.close();
+    await filter?.ctx.close();
+    await fs.rm(workDir, { recursive: true, force: true });
   }
+  if (filter) await writeFunnelReport(o.output, filter.funnel, `filip-data ingest --filter ${o.filter!.preset}`);
 
   const after = await recoverOutput(o.output);
   const summary: RunSummary = {
@@ -282,6 +312,7 @@ export async function runIngest(input: IngestInput): Promise<RunSummary> {
     total: totals(after.commits),
     resumedFrom: kind === 'ingest' ? state.nextIndex : 0,
     dedupeIndexBytes: index.bytes,
+    ...(filter ? { funnel: filter.funnel.toJSON() } : {}),
   };
   await writeFileAtomic(path.join(o.output, SUMMARY_FILE), `${JSON.stringify(summary, null, 2)}\n`);
   return summary;
@@ -314,6 +345,7 @@ export function formatSummary(s: RunSummary): string {
     const pct = s.rows > 0 ? ((100 * v) / s.rows).toFixed(1).padStart(5) : '  0.0';
     lines.push(`  ${k.padEnd(width)}  ${String(v).padStart(numWidth)}  ${pct}%`);
   }
+  if (s.funnel) lines.push('filter funnel (samples that reached the filter):', formatFunnel(s.funnel));
   lines.push(`shards written: ${s.shards.length} (output holds ${s.total.shards} shards, ${s.total.ok} samples, ${s.total.rejected} rejected rows)`);
   return lines.join('\n');
 }

@@ -7,9 +7,11 @@ import { MANIFEST_FORMATS } from '../../manifest/read.js';
 import { PROGRESS_MODES } from '../../pipeline/progress.js';
 import { WRITER_ENGINES } from '../../shard/writer.js';
 import { formatSummary, runIngest, type IngestInput } from '../../pipeline/ingest.js';
+import { filterFlags, toFilterInput } from './filter.js';
 
 export function ingestFlags<T>(y: Argv<T>) {
-  return y
+  return filterFlags(y)
+    .option('filter', { type: 'boolean', default: false, describe: 'run the filter stage in the same stream (filter flags apply)' })
     .option('output', { alias: 'o', type: 'string', default: 'shards', describe: 'output folder' })
     .option('format', { type: 'string', choices: Object.keys(MANIFEST_FORMATS), default: 'auto', describe: 'manifest format' })
     .option('url-col', { type: 'string', default: 'url', describe: 'manifest column holding the URL (LAION: URL)' })
@@ -79,6 +81,7 @@ export function toIngestInput(a: IngestArgs, inputs: readonly string[]): IngestI
     retryFailed: a.retryFailed,
     overwrite: a.overwrite,
     progress: a.progress as never,
+    ...(a.filter ? { filter: toFilterInput(a) } : {}),
   };
 }
 

@@ -1,0 +1,244 @@
+// The filter stage: FILIP's data rules (and DataComp's basic ones as a preset) applied to ingested
+// samples. Each rule has a stable reason code; a sample that fails any rule is rejected with the
+// first failed rule as its reason and the list of all failed rules, and counted in the funnel.
+
+import { FilipError } from '../core/errors.js';
+import { choiceOption, intOption, numberOption, rejectUnknownKeys } from '../core/options.js';
+import type { ReasonCode } from '../core/reasons.js';
+import type { Sample } from '../core/sample.js';
+import { CaptionCounter, type CaptionCounts } from './caption-counts.js';
+import { loadDecontaminationIndex } from './decontaminate.js';
+import { createEnglishDetector, LANGUAGE_ENGINES, type LanguageEngine } from './language.js';
+import { isMeaningless } from './meaningless.js';
+import { DEFAULT_NEAR_DUP_DISTANCE, PhashIndex } from './phash-index.js';
+import { Funnel } from './funnel.js';
+import { hasTooFewWords, isTooElongated, isTooSmall } from './rules.js';
+
+/** Every rule, in the order it is applied and reported. The name is the reason code. */
+export const FILTER_RULES = [
+  'image_too_small',
+  'aspect_ratio',
+  'meaningless_text',
+  'too_few_words',
+  'not_english',
+  'repeated_text',
+  'contaminated',
+  'near_duplicate',
+] as const satisfies readonly ReasonCode[];
+export type FilterRule = (typeof FILTER_RULES)[number];
+
+export const FILTER_PRESETS = {
+  filip:
+    'FILIP (Yao et al. 2022): shorter side >= 200, aspect <= 3, English, not meaningless, caption repeated at most 10 times; plus near-duplicate removal',
+  'datacomp-basic': 'DataComp basic: English, more than 2 words and more than 5 characters, shorter side >= 200, aspect <= 3',
+} as const;
+export type FilterPreset = keyof typeof FILTER_PRESETS;
+
+const PRESET_RULES: Record<FilterPreset, readonly FilterRule[]> = {
+  filip: ['image_too_small', 'aspect_ratio', 'meaningless_text', 'not_english', 'repeated_text', 'near_duplicate'],
+  'datacomp-basic': ['image_too_small', 'aspect_ratio', 'too_few_words', 'not_english'],
+};
+
+export interface FilterOptions {
+  /** @default 'filip' */
+  readonly preset: FilterPreset;
+  /** Rules that run, in FILTER_RULES order: the preset's, minus `disable`, plus `enable` (and `contaminated` when `decontaminate` is given). */
+  readonly rules: readonly FilterRule[];
+  /** image_too_small: minimum shorter side of the original image. @default 200 */
+  readonly minSide: number;
+  /** aspect_ratio: maximum longer/shorter side. @default 3 */
+  readonly maxAspect: number;
+  /** repeated_text: a caption may occur at most this many times in the corpus. @default 10 */
+  readonly maxRepeats: number;
+  /** not_english: the identifier. @default 'filip' */
+  readonly language: LanguageEngine;
+  /** near_duplicate: maximum Hamming distance between perceptual hashes. */
+  readonly nearDupDistance: number;
+  /** contaminated: maximum Hamming distance to an evaluation image. */
+  readonly contaminationDistance: number;
+  /** Folders or files of evaluation images or shards; their near duplicates are dropped. @default [] */
+  readonly decontaminate: readonly string[];
+  /** too_few_words: the caption needs MORE than this many words. @default 2 */
+  readonly minWords: number;
+  /** too_few_words: the caption needs MORE than this many characters. @default 5 */
+  readonly minChars: number;
+}
+
+export type FilterInput = Partial<Omit<FilterOptions, 'rules'>> & {
+  /** Rules to switch off. */
+  readonly disable?: readonly FilterRule[];
+  /** Rules to switch on beyond the preset. */
+  readonly enable?: readonly FilterRule[];
+};
+
+const DEFAULTS = {
+  preset: 'filip' as FilterPreset,
+  minSide: 200,
+  maxAspect: 3,
+  maxRepeats: 10,
+  language: 'filip' as LanguageEngine,
+  nearDupDistance: DEFAULT_NEAR_DUP_DISTANCE,
+  contaminationDistance: DEFAULT_NEAR_DUP_DISTANCE,
+  decontaminate: [] as readonly string[],
+  minWords: 2,
+  minChars: 5,
+};
+
+export function resolveFilterOptions(input: FilterInput = {}): FilterOptions {
+  rejectUnknownKeys('filter', input, { ...DEFAULTS, disable: 0, enable: 0 });
+  const o = { ...DEFAULTS, ...input };
+  const preset = choiceOption('preset', o.preset, Object.keys(FILTER_PRESETS) as FilterPreset[]);
+  const disable = (input.disable ?? []).map((r) => choiceOption('disable', r, FILTER_RULES));
+  const enable = (input.enable ?? []).map((r) => choiceOption('enable', r, FILTER_RULES));
+  if (!Array.isArray(o.decontaminate) || o.decontaminate.some((p) => typeof p !== 'string' || p.length === 0)) {
+    throw new FilipError('FILIP_ERR_INVALID_OPTION', 'Expected `decontaminate` to be a list of paths', { field: 'decontaminate' });
+  }
+  const on = new Set<FilterRule>([...PRESET_RULES[preset], ...enable]);
+  if (o.decontaminate.length > 0) on.add('contaminated');
+  for (const r of disable) on.delete(r);
+  if (on.has('contaminated') && o.decontaminate.length === 0) {
+    throw new FilipError('FILIP_ERR_INVALID_OPTION', 'the `contaminated` rule needs `decontaminate` paths', { field: 'decontaminate' });
+  }
+  return {
+    preset,
+    rules: FILTER_RULES.filter((r) => on.has(r)),
+    minSide: intOption('minSide', o.minSide, 1),
+    maxAspect: numberOption('maxAspect', o.maxAspect, 1),
+    maxRepeats: intOption('maxRepeats', o.maxRepeats, 1),
+    language: choiceOption('language', o.language, Object.keys(LANGUAGE_ENGINES) as LanguageEngine[]),
+    nearDupDistance: intOption('nearDupDistance', o.nearDupDistance, 0, 32),
+    contaminationDistance: intOption('contaminationDistance', o.contaminationDistance, 0, 32),
+    decontaminate: [...o.decontaminate],
+    minWords: intOption('minWords', o.minWords, 0),
+    minChars: intOption('minChars', o.minChars, 0),
+  };
+}
+
+/** What the rules need beyond the sample itself: corpus-wide caption counts, hash indexes, the identifier. */
+export interface FilterContext {
+  readonly options: FilterOptions;
+  readonly isEnglish: (text: string) => boolean;
+  readonly counts?: CaptionCounts;
+  /** Perceptual hashes of the samples kept so far (first seen wins). */
+  readonly kept?: PhashIndex;
+  readonly contamination?: PhashIndex;
+  close(): Promise<void>;
+}
+
+/**
+ * Builds the context. `captions` must yield the caption of every row of the corpus once (first pass
+ * of repeated_text); it is only read when that rule is on. `workDir` holds the counter's bucket files.
+ */
+export async function prepareFilter(
+  options: FilterOptions,
+  captions: () => AsyncIterable<string>,
+  workDir: string,
+): Promise<FilterContext> {
+  const on = new Set(options.rules);
+  let counts: CaptionCounts | undefined;
+  if (on.has('repeated_text')) {
+    const counter = new CaptionCounter({ dir: workDir });
+    for await (const c of captions()) await counter.add(c);
+    counts = await counter.finish();
+  }
+  const contamination = on.has('contaminated')
+    ? await loadContamination(options.decontaminate, options.contaminationDistance)
+    : undefined;
+  return {
+    options,
+    isEnglish: createEnglishDetector(options.language),
+    counts,
+    kept: on.has('near_duplicate') ? new PhashIndex(options.nearDupDistance) : undefined,
+    contamination,
+    close: async () => {
+      await counts?.close();
+    },
+  };
+}
+
+async function loadContamination(paths: readonly string[], distance: number): Promise<PhashIndex> {
+  const index = new PhashIndex(distance);
+  for (const p of paths) {
+    const one = await loadDecontaminationIndex(p, distance);
+    for (const h of one.hashes()) index.add(h);
+  }
+  return index;
+}
+
+/** The rules a sample fails, in rule order, with a message for the first. Does not touch the kept index. */
+export function failedRules(sample: Sample, ctx: FilterContext): { failed: FilterRule[]; message: string } {
+  const o = ctx.options;
+  const img = sample.image;
+  const failed: FilterRule[] = [];
+  let message = '';
+  const fail = (rule: FilterRule, why: () => string) => {
+    if (failed.length === 0) message = why();
+    failed.push(rule);
+  };
+  for (const rule of o.rules) {
+    switch (rule) {
+      case 'image_too_small':
+        if (img && isTooSmall(img.originalWidth, img.originalHeight, o.minSide)) {
+          fail(rule, () => `original ${img.originalWidth}x${img.originalHeight}: shorter side under ${o.minSide} px`);
+        }
+        break;
+      case 'aspect_ratio':
+        if (img && isTooElongated(img.originalWidth, img.originalHeight, o.maxAspect)) {
+          fail(rule, () => `original ${img.originalWidth}x${img.originalHeight}: aspect ratio over ${o.maxAspect}`);
+        }
+        break;
+      case 'meaningless_text':
+        if (isMeaningless(sample.caption)) fail(rule, () => `meaningless caption ${JSON.stringify(sample.caption.slice(0, 80))}`);
+        break;
+      case 'too_few_words':
+        if (hasTooFewWords(sample.caption, o.minWords, o.minChars)) {
+          fail(rule, () => `caption needs more than ${o.minWords} words and ${o.minChars} characters`);
+        }
+        break;
+      case 'not_english':
+        if (!ctx.isEnglish(sample.caption)) fail(rule, () => `caption is not English (${o.language} identifier)`);
+        break;
+      case 'repeated_text': {
+        const n = ctx.counts?.count(sample.caption) ?? 0;
+        if (n > o.maxRepeats) fail(rule, () => `caption occurs ${n} times in the corpus (at most ${o.maxRepeats} allowed)`);
+        break;
+      }
+      case 'contaminated': {
+        const hit = img ? ctx.contamination?.find(img.phash) : undefined;
+        if (hit !== undefined) fail(rule, () => `near duplicate (phash ${hit}) of an evaluation image`);
+        break;
+      }
+      case 'near_duplicate': {
+        const hit = img ? ctx.kept?.find(img.phash) : undefined;
+        if (hit !== undefined) fail(rule, () => `near duplicate of a kept image (phash ${hit})`);
+        break;
+      }
+    }
+  }
+  return { failed, message };
+}
+
+/** The filter stage: ok samples that fail a rule become rejected; others pass and join the kept index. */
+export async function* filterSamples(
+  source: AsyncIterable<Sample>,
+  ctx: FilterContext,
+  funnel?: Funnel,
+): AsyncGenerator<Sample> {
+  for await (const sample of source) {
+    if (sample.status !== 'ok') {
+      yield sample;
+      continue;
+    }
+    const { failed, message } = failedRules(sample, ctx);
+    if (failed.length > 0) {
+      sample.status = 'rejected';
+      sample.reason = failed[0];
+      sample.failedRules = failed;
+      sample.errorMessage = message;
+    } else if (sample.image) {
+      ctx.kept?.add(sample.image.phash);
+    }
+    funnel?.add(sample, failed);
+    yield sample;
+  }
+}

@@ -1,0 +1,135 @@
+// The filter stage: rule predicates at their boundaries, options and presets, the reject log's
+// reasons, resume, and the same kept keys whether filter runs after ingest or inside it.
+import assert from 'node:assert/strict';
+import { promises as fs } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { FilipError } from '../src/core/errors.js';
+import { generateDemoCorpus, writeDemoManifest, type DemoCorpus } from '../src/demo/corpus.js';
+import { startDemoServer, type DemoServer } from '../src/demo/server.js';
+import { resolveFilterOptions, type FilterInput } from '../src/filters/filter.js';
+import { hasTooFewWords, isTooElongated, isTooSmall, wordCount } from '../src/filters/rules.js';
+import { runFilter } from '../src/pipeline/filter-run.js';
+import { runIngest, type IngestInput } from '../src/pipeline/ingest.js';
+import { readOutput } from './helpers/read.js';
+
+describe('rule predicates', () => {
+  test('image_too_small and aspect_ratio at their boundaries (original size)', () => {
+    const small: [number, number, boolean][] = [[200, 200, false], [199, 400, true], [400, 199, true], [1000, 200, false], [0, 10, true]];
+    for (const [w, h, want] of small) assert.equal(isTooSmall(w, h, 200), want, `${w}x${h}`);
+    const wide: [number, number, boolean][] = [[600, 200, false], [601, 200, true], [200, 601, true], [300, 300, false], [10, 0, true]];
+    for (const [w, h, want] of wide) assert.equal(isTooElongated(w, h, 3), want, `${w}x${h}`);
+  });
+  test('too_few_words: more than 2 words AND more than 5 characters (DataComp)', () => {
+    const table: [string, boolean][] = [
+      ['a red circle', false],
+      ['red circle', true],
+      ['a b c', true],
+      ['a bb cc', false],
+      ['   ', true],
+      ['one two three four', false],
+    ];
+    for (const [t, want] of table) assert.equal(hasTooFewWords(t, 2, 5), want, JSON.stringify(t));
+    assert.equal(wordCount('  a\tb\nc  '), 3);
+  });
+});
+
+describe('options', () => {
+  test('presets choose rules; disable, enable and decontaminate adjust them', () => {
+    assert.deepEqual(resolveFilterOptions().rules, ['image_too_small', 'aspect_ratio', 'meaningless_text', 'not_english', 'repeated_text', 'near_duplicate']);
+    assert.deepEqual(resolveFilterOptions({ preset: 'datacomp-basic' }).rules, ['image_too_small', 'aspect_ratio', 'too_few_words', 'not_english']);
+    assert.deepEqual(resolveFilterOptions({ disable: ['near_duplicate', 'not_english'] }).rules, ['image_too_small', 'aspect_ratio', 'meaningless_text', 'repeated_text']);
+    assert.ok(resolveFilterOptions({ decontaminate: ['evalset/'] }).rules.includes('contaminated'));
+    assert.ok(resolveFilterOptions({ preset: 'datacomp-basic', enable: ['near_duplicate'] }).rules.includes('near_duplicate'));
+  });
+  test('bad values are FILIP_ERR_INVALID_OPTION naming the option', () => {
+    const bad: [FilterInput, string][] = [
+      [{ preset: 'laion' as never }, 'preset'],
+      [{ minSide: 0 }, 'minSide'],
+      [{ maxAspect: 0.5 }, 'maxAspect'],
+      [{ maxRepeats: 1.5 }, 'maxRepeats'],
+      [{ language: 'cld3' as never }, 'language'],
+      [{ disable: ['nope' as never] }, 'disable'],
+      [{ enable: ['contaminated'] }, 'decontaminate'],
+      [{ nearDupDistance: -1 }, 'nearDupDistance'],
+      [{ colour: 1 } as never, 'colour'],
+    ];
+    for (const [input, field] of bad) {
+      assert.throws(() => resolveFilterOptions(input), (e: unknown) => e instanceof FilipError && e.code === 'FILIP_ERR_INVALID_OPTION' && e.field === field, field);
+    }
+  });
+});
+
+describe('on the demo corpus', () => {
+  let tmp: string;
+  let corpus: DemoCorpus;
+  let server: DemoServer;
+  let manifest: string;
+  const ingestOptions = (output: string, extra: Partial<IngestInput> = {}): IngestInput => ({
+    inputs: [manifest],
+    output,
+    shardSize: 40,
+    progress: 'none',
+    manifest: { keepCols: ['scene_id'] },
+    fetch: { maxBodyBytes: corpus.maxBodyBytes, totalTimeoutMs: corpus.timeoutMs, retries: 0 },
+    ...extra,
+  });
+
+  before(async () => {
+    tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'filip-filter-'));
+    corpus = await generateDemoCorpus(path.join(tmp, 'corpus'), { scenes: 30 });
+    server = await startDemoServer(corpus);
+    manifest = path.join(tmp, 'manifest.tsv');
+    await writeDemoManifest(corpus, server.baseUrl, manifest);
+  });
+  after(async () => {
+    await server.close();
+    await fs.rm(tmp, { recursive: true, force: true });
+  });
+
+  test('filter after ingest and ingest --filter keep the same keys and give the same reasons', async () => {
+    await runIngest(ingestOptions(path.join(tmp, 'ingest')));
+    const separate = await runFilter({ input: path.join(tmp, 'ingest'), output: path.join(tmp, 'filtered'), shardSize: 40, progress: 'none' });
+    await runIngest(ingestOptions(path.join(tmp, 'chained'), { filter: {} }));
+    const a = await readOutput(path.join(tmp, 'filtered'));
+    const b = await readOutput(path.join(tmp, 'chained'));
+    assert.ok(a.rows.length > 0);
+    assert.deepEqual(b.rows.map((r) => r.key), a.rows.map((r) => r.key));
+    const filterReasons = (rs: typeof a.rejects) => rs.filter((r) => 'failed' in r).map((r) => `${r.key} ${r.reason}`);
+    assert.deepEqual(filterReasons(b.rejects), filterReasons(a.rejects));
+    assert.equal(separate.funnel.rules.at(-1)!.remaining, a.rows.length);
+    assert.equal(separate.kept, a.rows.length);
+
+    // Every filter reject names its first failed rule and the list of all.
+    for (const r of a.rejects as (typeof a.rejects[number] & { failed: string[] })[]) {
+      assert.equal(r.failed[0], r.reason);
+    }
+    const funnelJson = JSON.parse(await fs.readFile(path.join(tmp, 'filtered', 'funnel.json'), 'utf8'));
+    assert.equal(funnelJson.input, separate.input);
+  });
+
+  test('an interrupted filter run resumes to the same output', async () => {
+    const input = path.join(tmp, 'ingest');
+    const out = path.join(tmp, 'filtered-resume');
+    const clean = await readOutput(path.join(tmp, 'filtered'));
+    await runFilter({ input, output: out, shardSize: 40, progress: 'none' });
+    // Undo the last commit as a kill before its stats file would have: the next run redoes it.
+    const names = (await fs.readdir(out)).filter((n) => n.endsWith('_stats.json')).sort();
+    await fs.rm(path.join(out, names.at(-1)!));
+    await fs.writeFile(path.join(out, 'rejects.jsonl'), '{"torn": ', { flag: 'a' });
+    const firstShard = await fs.stat(path.join(out, '00000.parquet'));
+    await runFilter({ input, output: out, shardSize: 40, progress: 'none' });
+    assert.equal((await fs.stat(path.join(out, '00000.parquet'))).mtimeMs, firstShard.mtimeMs, 'committed shards are not redone');
+    const resumed = await readOutput(out);
+    assert.deepEqual(resumed.rows.map((r) => r.key), clean.rows.map((r) => r.key));
+    assert.deepEqual(resumed.rejects.map((r) => `${r.key} ${r.reason}`), clean.rejects.map((r) => `${r.key} ${r.reason}`));
+  });
+
+  test('datacomp-basic keeps repeated captions and near duplicates that filip drops', async () => {
+    const out = await runFilter({ input: path.join(tmp, 'ingest'), output: path.join(tmp, 'datacomp'), filter: { preset: 'datacomp-basic' }, progress: 'none' });
+    const filip = await readOutput(path.join(tmp, 'filtered'));
+    assert.ok(out.kept > filip.rows.length);
+    assert.deepEqual(out.funnel.rules.map((r) => r.rule), ['image_too_small', 'aspect_ratio', 'too_few_words', 'not_english']);
+  });
+});
