@@ -31,6 +31,14 @@ before(async () => {
     if (p === '/truncated.jpg') return sendBytes(jpeg.subarray(0, Math.floor(jpeg.length / 2)));
     if (p === '/big.jpg') return sendBytes(Buffer.alloc(300 * 1024, 7));
     if (p === '/stall.jpg') return () => {}; // never answers
+    if (p === '/trickle.jpg') {
+      // Headers at once, then one byte every 100 ms for ever: only the hard deadline ends it.
+      return (_q, res) => {
+        res.writeHead(200, { 'content-type': 'image/jpeg', 'content-length': 100_000 }); // under the size cap
+        const timer = setInterval(() => res.write(Buffer.from([0xff])), 100);
+        res.on('close', () => clearInterval(timer));
+      };
+    }
     if (p === '/redirect.jpg') return (_q, res) => {
         res.writeHead(302, { location: '/img/29.jpg' }).end();
       };
@@ -50,6 +58,7 @@ before(async () => {
   add(`${b}/truncated.jpg`, 'half a jpeg', 'corrupt_image');
   add(`${b}/big.jpg`, 'too big', 'body_too_large');
   add(`${b}/stall.jpg`, 'never answers', 'timeout');
+  add(`${b}/trickle.jpg`, 'one byte at a time', 'timeout');
   add('', 'no url', 'malformed_row');
   add(`${b}/redirect.jpg`, 'redirected', 'ok');
   add('gopher://example/x.jpg', 'odd scheme', 'unsupported_scheme');
@@ -106,7 +115,9 @@ test('every row is in a shard or in the reject log with the right reason', async
   }
   assert.equal(summary.ok, okKeys.length);
   assert.equal(summary.rows, expected.length);
-  assert.equal(summary.byReason.timeout, 1);
+  assert.equal(summary.byReason.timeout, 2);
+  // No hang at the end: a stalled and a trickling server cost one 2 s deadline each, in parallel.
+  assert.ok(summary.seconds < 20, `run ended ${summary.seconds.toFixed(1)} s after start`);
   assert.equal(summary.total.shards, 4);
 });
 
