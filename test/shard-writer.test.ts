@@ -1,5 +1,7 @@
-// Shard writers (parquetjs, duckdb) and the hyparquet reader: every field round-trips, images byte-exact;
-// abort leaves nothing; the parquetjs image column carries no statistics; bad calls fail with stable codes.
+// Shard writers (parquetjs, duckdb, lean) and the hyparquet reader: every field round-trips, images
+// byte-exact, and DuckDB reads every engine's files the same; abort leaves nothing; the parquetjs image
+// column carries no statistics; the lean writer's pages, levels and snappy are readable by both readers;
+// bad calls fail with stable codes.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
@@ -9,12 +11,13 @@ import { join } from 'node:path';
 import * as zlib from 'node:zlib';
 import { after, before, describe, test } from 'node:test';
 import { DuckDBBlobValue, DuckDBInstance } from '@duckdb/node-api';
-import { asyncBufferFromFile, parquetMetadataAsync } from 'hyparquet';
+import { asyncBufferFromFile, parquetMetadataAsync, snappyUncompress } from 'hyparquet';
 import { FilipError, type ErrorCode } from '../src/core/errors.js';
 import { shardColumns, type ColumnSpec, type ShardRow } from '../src/shard/schema.js';
 import { iterateShard, readShardRows, shardRowCount } from '../src/shard/reader.js';
 import { openShardWriter, WRITER_ENGINES, type ShardWriterOptions, type WriterEngine } from '../src/shard/writer.js';
 import { openParquetjsSinkWith } from '../src/shard/writer-parquetjs.js';
+import { encodeLevels, snappyCompress } from '../src/shard/writer-lean.js';
 
 const ENGINES = Object.keys(WRITER_ENGINES) as WriterEngine[];
 const hasZstd = typeof (zlib as unknown as { zstdDecompressSync?: unknown }).zstdDecompressSync === 'function';
@@ -176,6 +179,48 @@ for (const engine of ENGINES) {
       assert.deepStrictEqual(await readShardRows(path), rows);
     });
 
+    test('writes that are not awaited stay in order across row-group flushes', async () => {
+      const rows = makeRows(30);
+      const path = freshPath(`${engine}-flushes`);
+      const w = await openShardWriter(path, COLUMNS, engine, { rowGroupSize: 4 });
+      const writes = rows.map((r) => w.write(r));
+      const closed = w.close(); // queued behind the writes
+      await Promise.all(writes);
+      assert.equal((await closed).rows, rows.length);
+      assert.deepStrictEqual(await readShardRows(path), rows);
+    });
+
+    test(engine === 'parquetjs' ? 'int64 refuses a bigint (parquetjs-lite would round it)' : 'int64 takes a bigint over 2^53; it reads back as a bigint', async () => {
+      if (engine === 'parquetjs') {
+        const w = await openShardWriter(freshPath('bad'), COLUMNS, engine);
+        assert.equal(await codeOf(w.write({ ...makeRows(1)[0]!, bytes_downloaded: (2n ** 62n + 1n) as unknown as number })), 'FILIP_ERR_SHARD');
+        await w.abort();
+        return;
+      }
+      const rows = makeRows(4).map(
+        (r, i): ShardRow => ({ ...r, bytes_downloaded: [2n ** 62n + 1n, -(2n ** 63n), 2n ** 63n - 1n, 5n][i] as unknown as number }),
+      );
+      const path = freshPath(`${engine}-bigint`);
+      await writeAll(path, engine, rows);
+      const back = await readShardRows(path, { columns: ['bytes_downloaded'] });
+      assert.deepStrictEqual(
+        back.map((r) => r['bytes_downloaded']),
+        [2n ** 62n + 1n, -(2n ** 63n), 2n ** 63n - 1n, 5], // a safe value comes back as a number
+      );
+      const inst = await DuckDBInstance.create(':memory:');
+      const con = await inst.connect();
+      try {
+        const result = await con.runAndReadAll(`SELECT bytes_downloaded FROM read_parquet('${path.replaceAll("'", "''")}')`);
+        assert.deepStrictEqual(result.getColumns()[0], [2n ** 62n + 1n, -(2n ** 63n), 2n ** 63n - 1n, 5n]);
+      } finally {
+        con.closeSync();
+        inst.closeSync();
+      }
+      const w = await openShardWriter(freshPath('bad'), COLUMNS, engine);
+      assert.equal(await codeOf(w.write({ ...rows[0]!, bytes_downloaded: (2n ** 63n) as unknown as number })), 'FILIP_ERR_SHARD');
+      await w.abort();
+    });
+
     test('a rejected row does not stop the writer', async () => {
       const rows = makeRows(3);
       const path = freshPath(engine);
@@ -275,12 +320,162 @@ test('duckdb: compression none and zstd', async () => {
   }
 });
 
+describe('lean engine internals', () => {
+  test('flat schema: REQUIRED/OPTIONAL, UTF8 strings, plain pages, no statistics; snappy only off binary', async () => {
+    const rows = makeRows(40);
+    const path = freshPath('lean-meta');
+    const { bytes } = await writeAll(path, 'lean', rows, { rowGroupSize: 16 });
+    const md = await metadata(path);
+    assert.equal(md.created_by, 'filip-data lean writer');
+    assert.deepEqual(md.row_groups.map((g) => Number(g.num_rows)), [16, 16, 8]);
+    const byName = Object.fromEntries(md.schema.slice(1).map((e) => [e.name, e]));
+    assert.equal(byName['key']!.repetition_type, 'REQUIRED');
+    assert.equal(byName['key']!.converted_type, 'UTF8');
+    assert.equal(byName['key']!.logical_type?.type, 'STRING');
+    assert.equal(byName['extra_similarity']!.repetition_type, 'OPTIONAL');
+    assert.equal(byName['image']!.type, 'BYTE_ARRAY');
+    assert.equal(byName['image']!.converted_type, undefined);
+    assert.equal(byName['width']!.type, 'INT32');
+    assert.equal(byName['bytes_downloaded']!.type, 'INT64');
+    for (const group of md.row_groups) {
+      for (const chunk of group.columns) {
+        const meta = chunk.meta_data!;
+        const name = meta.path_in_schema.join('.');
+        assert.equal(meta.statistics, undefined, `${name} has no statistics`);
+        assert.equal(meta.dictionary_page_offset, undefined);
+        assert.equal(meta.codec, name === 'image' ? 'UNCOMPRESSED' : 'SNAPPY', name);
+        assert.equal(Number(meta.num_values), Number(group.num_rows));
+      }
+    }
+    const imageBytes = rows.reduce((n, r) => n + (r['image'] as Buffer).byteLength, 0);
+    assert.ok(bytes < imageBytes + 20_000, `file ${bytes} bytes for ${imageBytes} image bytes`);
+  });
+
+  test('row groups are cut by bytes as well as rows', async () => {
+    const rows = makeRows(30); // every 5th image is 200 KB
+    const path = freshPath('lean-bytes');
+    await writeAll(path, 'lean', rows, { rowGroupBytes: 250_000 });
+    const md = await metadata(path);
+    assert.ok(md.row_groups.length >= 5, `${md.row_groups.length} row groups`);
+    for (const g of md.row_groups) assert.ok(Number(g.total_byte_size) < 250_000 + 210_000);
+    const iterated: Record<string, unknown>[] = [];
+    for await (const r of iterateShard(path, { batchRows: 2 })) iterated.push(r);
+    assert.deepStrictEqual(iterated, rows);
+    assert.deepStrictEqual(await readWithDuckdb(path), rows);
+  });
+
+  test('text pages cut at 1 MiB, with nulls on both sides of a cut, read back by hyparquet and DuckDB', async () => {
+    const columns: ColumnSpec[] = [
+      { name: 'id', type: 'int32', nullable: false, doc: '' },
+      { name: 'text', type: 'utf8', nullable: true, doc: '' },
+      { name: 'blob', type: 'binary', nullable: true, doc: '' },
+    ];
+    // ~300 KB strings: a page holds 4 of them; the nulls fall on page boundaries and inside pages
+    const rows: ShardRow[] = Array.from({ length: 23 }, (_, i) => ({
+      id: i,
+      text: i % 5 === 3 || i === 4 ? null : `${i}:` + 'ü€🐱 caption text '.repeat(15_000 + i),
+      blob: i % 2 === 0 ? null : Buffer.alloc(i * 10, i),
+    }));
+    for (const compression of ['none', 'snappy'] as const) {
+      const path = freshPath(`lean-pages-${compression}`);
+      await writeAll(path, 'lean', rows, { compression, rowGroupBytes: 64 << 20 }, columns);
+      const md = await metadata(path);
+      assert.equal(md.row_groups.length, 1);
+      const text = md.row_groups[0]!.columns[1]!.meta_data!;
+      assert.ok(Number(text.total_uncompressed_size) > 5 * (1 << 20), 'several MiB of text in one chunk');
+      assert.deepStrictEqual(await readShardRows(path, { columns: ['id', 'text', 'blob'] }), rows);
+      assert.deepStrictEqual(await readWithDuckdb(path), rows);
+    }
+  });
+
+  test('definition levels: long runs and mixed runs past 504 values (one bit-packed header byte each)', async () => {
+    const columns: ColumnSpec[] = [
+      { name: 'a', type: 'utf8', nullable: true, doc: '' },
+      { name: 'b', type: 'int64', nullable: true, doc: '' },
+      { name: 'c', type: 'int32', nullable: true, doc: '' },
+    ];
+    const rows: ShardRow[] = Array.from({ length: 3000 }, (_, i) => ({
+      a: i % 7 === 0 ? null : `v${i}`,
+      b: null, // all null: one RLE run
+      c: i < 1000 ? i : i % 997 === 0 ? null : -i, // a long defined run, then sparse nulls
+    }));
+    const path = freshPath('lean-levels');
+    await writeAll(path, 'lean', rows, { rowGroupSize: 2500, compression: 'none' }, columns);
+    assert.deepStrictEqual(await readShardRows(path), rows);
+    const duck = await readWithDuckdb(path);
+    assert.deepStrictEqual(duck, rows);
+  });
+
+  test('encodeLevels: RLE for a uniform range, bit-packed otherwise, with the 4-byte length prefix', () => {
+    assert.deepEqual([...encodeLevels(Uint8Array.from([1, 1, 1, 1, 1]), 0, 5)], [2, 0, 0, 0, 5 << 1, 1]);
+    assert.deepEqual([...encodeLevels(Uint8Array.from([0, 1, 0, 0, 0, 0]), 2, 6)], [2, 0, 0, 0, 4 << 1, 0]);
+    // 10 values 1,0,1,0,...: two groups of 8, LSB first, padded with zeros
+    const mixed = Uint8Array.from({ length: 10 }, (_, i) => (i % 2 === 0 ? 1 : 0));
+    assert.deepEqual([...encodeLevels(mixed, 0, 10)], [3, 0, 0, 0, (2 << 1) | 1, 0b01010101, 0b01]);
+  });
+
+  test('snappyCompress round-trips through hyparquet\'s decoder (empty, tiny, repetitive, random, > 64 KiB)', () => {
+    const text = Buffer.from(makeRows(200).map((r) => `${r['url']}${r['caption']}${r['sha256']}`).join('\n'));
+    const inputs = [
+      Buffer.alloc(0),
+      Buffer.from('a'),
+      Buffer.alloc(15, 7),
+      Buffer.alloc(16, 7),
+      Buffer.alloc(200_000, 7),
+      randomBytes(70_000),
+      text,
+      Buffer.concat([text, randomBytes(1000), text, text]),
+    ];
+    for (const input of inputs) {
+      const compressed = snappyCompress(input);
+      const out = new Uint8Array(input.byteLength);
+      snappyUncompress(compressed, out);
+      assert.ok(Buffer.from(out).equals(input), `${input.byteLength} bytes`);
+    }
+    assert.ok(snappyCompress(Buffer.alloc(200_000, 7)).byteLength < 10_000);
+    assert.ok(snappyCompress(text).byteLength < text.byteLength * 0.7);
+  });
+
+  test('a column that does not compress is stored uncompressed from the next row group on', async () => {
+    const rows = makeRows(300).map((r): ShardRow => ({ ...r, image: Buffer.from([1]), sha256: randomBytes(32).toString('hex') }));
+    const path = freshPath('lean-adaptive');
+    await writeAll(path, 'lean', rows, { rowGroupSize: 100 });
+    const md = await metadata(path);
+    const codecs = (name: string): string[] =>
+      md.row_groups.map((g) => g.columns.find((c) => c.meta_data!.path_in_schema[0] === name)!.meta_data!.codec);
+    assert.deepEqual(codecs('sha256'), ['SNAPPY', 'UNCOMPRESSED', 'UNCOMPRESSED']);
+    assert.deepEqual(codecs('caption'), ['SNAPPY', 'SNAPPY', 'SNAPPY']);
+    assert.deepStrictEqual(await readShardRows(path), rows);
+    assert.deepStrictEqual(await readWithDuckdb(path), rows);
+  });
+
+  test('images are written from the caller\'s buffers, never copied', async () => {
+    const image = randomBytes(100_000);
+    const path = freshPath('lean-memory');
+    const w = await openShardWriter(path, COLUMNS, 'lean', { rowGroupBytes: 2 << 20, compression: 'none' });
+    const row = makeRows(1)[0]!;
+    const before = process.memoryUsage().arrayBuffers;
+    let peak = 0;
+    for (let i = 0; i < 400; i++) {
+      await w.write({ ...row, image }); // 40 MB in all, in ~2 MB row groups
+      peak = Math.max(peak, process.memoryUsage().arrayBuffers - before);
+    }
+    await w.close();
+    // One image, written 400 times: referencing it costs nothing, copying it would cost a row group (2 MB).
+    assert.ok(peak < 1 << 20, `buffers grew by ${(peak / 1e6).toFixed(1)} MB`);
+    assert.equal(await shardRowCount(path), 400);
+    const [last] = await readShardRows(path, { rowStart: 399, columns: ['image'] });
+    assert.ok(image.equals(last!['image'] as Buffer));
+  });
+});
+
 describe('bad calls', () => {
   const row = makeRows(1)[0]!;
   const cases: { name: string; code: ErrorCode; run: (path: string) => Promise<unknown> }[] = [
     { name: 'unknown engine', code: 'FILIP_ERR_INVALID_OPTION', run: (p) => openShardWriter(p, COLUMNS, 'arrow' as WriterEngine) },
     { name: 'unknown compression', code: 'FILIP_ERR_INVALID_OPTION', run: (p) => openShardWriter(p, COLUMNS, 'parquetjs', { compression: 'lz4' as 'none' }) },
     { name: 'zstd with parquetjs', code: 'FILIP_ERR_INVALID_OPTION', run: (p) => openShardWriter(p, COLUMNS, 'parquetjs', { compression: 'zstd' }) },
+    { name: 'zstd with lean', code: 'FILIP_ERR_INVALID_OPTION', run: (p) => openShardWriter(p, COLUMNS, 'lean', { compression: 'zstd' }) },
     { name: 'rowGroupSize 0', code: 'FILIP_ERR_INVALID_OPTION', run: (p) => openShardWriter(p, COLUMNS, 'duckdb', { rowGroupSize: 0 }) },
     { name: 'unknown option', code: 'FILIP_ERR_INVALID_OPTION', run: (p) => openShardWriter(p, COLUMNS, 'parquetjs', { rowgroupsize: 5 } as ShardWriterOptions) },
     { name: 'no columns', code: 'FILIP_ERR_INVALID_OPTION', run: (p) => openShardWriter(p, [], 'parquetjs') },
@@ -288,6 +483,7 @@ describe('bad calls', () => {
     { name: 'empty path', code: 'FILIP_ERR_INVALID_OPTION', run: () => openShardWriter('', COLUMNS, 'parquetjs') },
     { name: 'missing folder', code: 'FILIP_ERR_SHARD', run: (p) => openShardWriter(join(p, 'no', 'such', 'x.parquet'), COLUMNS, 'parquetjs') },
     { name: 'missing folder (duckdb)', code: 'FILIP_ERR_SHARD', run: (p) => openShardWriter(join(p, 'no', 'such', 'x.parquet'), COLUMNS, 'duckdb') },
+    { name: 'missing folder (lean)', code: 'FILIP_ERR_SHARD', run: (p) => openShardWriter(join(p, 'no', 'such', 'x.parquet'), COLUMNS, 'lean') },
     { name: 'read a missing file', code: 'FILIP_ERR_SHARD', run: (p) => readShardRows(`${p}.missing`) },
     { name: 'read a file that is not parquet', code: 'FILIP_ERR_SHARD', run: () => shardRowCount(new URL(import.meta.url).pathname) },
   ];

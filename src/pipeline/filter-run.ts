@@ -23,7 +23,7 @@ export interface FilterRunOptions {
   readonly filter: FilterOptions;
   /** @default 10000 */
   readonly shardSize: number;
-  /** @default 'parquetjs' */
+  /** @default 'lean' */
   readonly writer: WriterEngine;
   /** @default false */
   readonly overwrite: boolean;
@@ -35,7 +35,7 @@ export interface FilterRunOptions {
 
 export type FilterRunInput = Partial<Omit<FilterRunOptions, 'filter'>> & { input: string; filter?: FilterInput };
 
-const DEFAULTS = { output: 'shards/filtered', shardSize: 10_000, writer: 'parquetjs' as WriterEngine, overwrite: false, progress: 'auto' as ProgressMode };
+const DEFAULTS = { output: 'shards/filtered', shardSize: 10_000, writer: 'lean' as WriterEngine, overwrite: false, progress: 'auto' as ProgressMode };
 
 export function resolveFilterRunOptions(input: FilterRunInput): FilterRunOptions {
   rejectUnknownKeys('filter run', input, { ...DEFAULTS, input: 0, filter: 0, logStream: 0 });

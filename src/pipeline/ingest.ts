@@ -47,7 +47,7 @@ export interface IngestOptions {
   readonly image: ImageOptions;
   /** Kept samples per shard. @default 10000 */
   readonly shardSize: number;
-  /** Parquet writer engine. @default 'parquetjs' */
+  /** Parquet writer engine. @default 'lean' */
   readonly writer: WriterEngine;
   /** Which exact duplicates to drop. @default all true */
   readonly dedupe: { readonly urls: boolean; readonly images: boolean; readonly pairs: boolean };
@@ -76,7 +76,7 @@ export type IngestInput = Partial<
 const DEFAULTS = {
   output: 'shards',
   shardSize: 10_000,
-  writer: 'parquetjs' as WriterEngine,
+  writer: 'lean' as WriterEngine,
   retryFailed: false,
   overwrite: false,
   progress: 'auto' as ProgressMode,

@@ -11,7 +11,11 @@ import { choiceOption, intOption, invalid, rejectUnknownKeys, stringOption } fro
 import type { ColumnSpec, ColumnType, ShardRow } from './schema.js';
 
 export interface ShardWriter {
-  /** Appends one row. Rejects with FILIP_ERR_SHARD on a bad value (naming row and field) or after close/abort. */
+  /**
+   * Appends one row. Rejects with FILIP_ERR_SHARD on a bad value (naming row and field) or after close/abort.
+   * An engine may keep a reference to a binary value until its row group is written (lean does, to
+   * avoid copying images): do not change a Buffer after passing it here.
+   */
   write(row: ShardRow): Promise<void>;
   /** Finishes the file. `bytes` is the size of the file at `path`. */
   close(): Promise<{ rows: number; bytes: number }>;
@@ -24,6 +28,8 @@ export const WRITER_ENGINES = {
     'parquetjs-lite, pure JavaScript: row groups bounded by rows and bytes; no statistics and no compression on binary columns',
   duckdb:
     'DuckDB (@duckdb/node-api): rows go through an Appender into an in-memory table that spills to disk, then COPY TO parquet on close',
+  lean:
+    "filip-data's own minimal Parquet writer: PLAIN pages, no statistics, one writev per row group; images are written from the caller's Buffers, never copied",
 } as const;
 export type WriterEngine = keyof typeof WRITER_ENGINES;
 
@@ -37,19 +43,21 @@ export type ShardCompression = keyof typeof SHARD_COMPRESSIONS;
 export interface ShardWriterOptions {
   /**
    * Most rows in one row group. DuckDB never makes a row group smaller than 2,048 rows (its vector size).
-   * @default 4096 for parquetjs, 2048 for duckdb
+   * @default 4096 for parquetjs and lean, 2048 for duckdb
    */
   readonly rowGroupSize?: number;
   /**
-   * parquetjs only: a row group is also cut once its buffered values reach this many bytes, so memory
+   * parquetjs and lean: a row group is also cut once its buffered values reach this many bytes, so memory
    * stays at a few times this whatever the image sizes (measured peak RSS for 10,000 x 50 KB images:
-   * 270 MB at 8 MB, 300 MB at 16 MB, 400 MB at 32 MB, 530 MB at 64 MB). DuckDB cuts by rows only.
+   * 270 MB at 8 MB, 300 MB at 16 MB, 400 MB at 32 MB, 530 MB at 64 MB). The lean engine holds about one
+   * row group (its images as references to the caller's Buffers). DuckDB cuts by rows only.
    * @default 16777216 (16 MiB)
    */
   readonly rowGroupBytes?: number;
   /**
-   * Codec for the file. parquetjs applies it to text and integer columns only: encoded images do not
-   * compress, and snappy in JavaScript would cost ~5 ms per MB for nothing. DuckDB applies it to all columns.
+   * Codec for the file. parquetjs and lean apply it to text and integer columns only: encoded images do
+   * not compress, and snappy in JavaScript would cost ~5 ms per MB for nothing; neither has zstd. DuckDB
+   * applies it to all columns.
    * @default 'snappy'
    */
   readonly compression?: ShardCompression;
@@ -94,6 +102,17 @@ export type OpenShardSink = (
 
 const COLUMN_TYPES: readonly ColumnType[] = ['utf8', 'binary', 'int32', 'int64'];
 
+/** Engines that store a bigint in an int64 column exactly. parquetjs-lite parses INT64 values with
+ * parseInt, which rounds anything past 2^53, so it is given safe integers only. */
+const BIGINT_ENGINES: ReadonlySet<WriterEngine> = new Set(['duckdb', 'lean']);
+
+/** Engines are loaded when asked for: DuckDB is an optional native dependency. */
+const ENGINE_LOADERS: Record<WriterEngine, () => Promise<OpenShardSink>> = {
+  parquetjs: async () => (await import('./writer-parquetjs.js')).openParquetjsSink,
+  duckdb: async () => (await import('./writer-duckdb.js')).openDuckdbSink,
+  lean: async () => (await import('./writer-lean.js')).openLeanSink,
+};
+
 export async function openShardWriter(
   path: string,
   columns: readonly ColumnSpec[],
@@ -106,16 +125,13 @@ export async function openShardWriter(
   const resolved = resolveOptions(engine, opts);
   let sink: ShardSink;
   try {
-    const open: OpenShardSink =
-      engine === 'parquetjs'
-        ? (await import('./writer-parquetjs.js')).openParquetjsSink
-        : (await import('./writer-duckdb.js')).openDuckdbSink;
+    const open = await ENGINE_LOADERS[engine]();
     sink = await open(path, columns, resolved);
   } catch (err) {
     if (err instanceof FilipError) throw err;
     throw new FilipError('FILIP_ERR_SHARD', `cannot open a ${engine} shard writer: ${message(err)}`, { file: path }, { cause: err });
   }
-  return new CheckedShardWriter(path, columns, sink);
+  return new CheckedShardWriter(path, columns, sink, BIGINT_ENGINES.has(engine));
 }
 
 function resolveOptions(engine: WriterEngine, opts: ShardWriterOptions): ResolvedShardWriterOptions {
@@ -126,6 +142,9 @@ function resolveOptions(engine: WriterEngine, opts: ShardWriterOptions): Resolve
   const compression = choiceOption('compression', o.compression, Object.keys(SHARD_COMPRESSIONS) as ShardCompression[]);
   if (engine === 'parquetjs' && compression === 'zstd') {
     throw invalid('compression', '"snappy" or "none" with the parquetjs engine (parquetjs-lite has no zstd)', compression);
+  }
+  if (engine === 'lean' && compression === 'zstd') {
+    throw invalid('compression', '"snappy" or "none" with the lean engine (it has no zstd)', compression);
   }
   return {
     rowGroupSize,
@@ -153,38 +172,61 @@ function checkColumns(columns: readonly ColumnSpec[]): void {
 
 const INT32_MIN = -(2 ** 31);
 const INT32_MAX = 2 ** 31 - 1;
+const INT64_MIN = -(2n ** 63n);
+const INT64_MAX = 2n ** 63n - 1n;
 
-/** Checks one row against the columns before any engine sees it, so an engine never holds half a row. */
-export function checkRow(columns: readonly ColumnSpec[], names: ReadonlySet<string>, row: ShardRow, file: string, index: number): void {
+/** Checks one row against the columns before any engine sees it, so an engine never holds half a row.
+ * It runs for every row: no closures or arrays are made here (tsx's keepNames turns every closure into an
+ * Object.defineProperty call, which once cost more than the whole lean engine). */
+export function checkRow(
+  columns: readonly ColumnSpec[],
+  names: ReadonlySet<string>,
+  row: ShardRow,
+  file: string,
+  index: number,
+  bigints = false,
+): void {
   if (typeof row !== 'object' || row === null) {
     throw new FilipError('FILIP_ERR_SHARD', `row is not an object: ${typeof row}`, { file, row: index });
   }
-  for (const key of Object.keys(row)) {
-    if (!names.has(key)) throw new FilipError('FILIP_ERR_SHARD', 'the row has a column the shard schema does not know', { file, row: index, field: key });
+  for (const key in row) {
+    if (!names.has(key) && Object.hasOwn(row, key)) {
+      throw new FilipError('FILIP_ERR_SHARD', 'the row has a column the shard schema does not know', { file, row: index, field: key });
+    }
   }
-  for (const c of columns) {
-    const v = row[c.name];
-    const bad = (what: string): FilipError =>
-      new FilipError('FILIP_ERR_SHARD', `expected ${what} for a ${c.type} column, got ${describe(v)}`, { file, row: index, field: c.name });
+  for (let i = 0; i < columns.length; i++) {
+    const c = columns[i]!;
+    const v: unknown = row[c.name];
     if (v === null || v === undefined) {
-      if (!c.nullable) throw bad('a value');
+      if (!c.nullable) throw badValue(c, v, 'a value', file, index);
       continue;
     }
     switch (c.type) {
       case 'utf8':
-        if (typeof v !== 'string') throw bad('a string');
+        if (typeof v !== 'string') throw badValue(c, v, 'a string', file, index);
         break;
       case 'binary':
-        if (!(v instanceof Uint8Array)) throw bad('a Buffer');
+        if (!(v instanceof Uint8Array)) throw badValue(c, v, 'a Buffer', file, index);
         break;
       case 'int32':
-        if (typeof v !== 'number' || !Number.isInteger(v) || v < INT32_MIN || v > INT32_MAX) throw bad('a 32-bit integer');
+        if (typeof v !== 'number' || !Number.isInteger(v) || v < INT32_MIN || v > INT32_MAX) {
+          throw badValue(c, v, 'a 32-bit integer', file, index);
+        }
         break;
       case 'int64':
-        if (typeof v !== 'number' || !Number.isSafeInteger(v)) throw bad('a safe integer');
+        // ShardRow has no bigint, but a caller with a value past 2^53 may pass one where the engine keeps it.
+        if (typeof v === 'bigint' && bigints) {
+          if (v < INT64_MIN || v > INT64_MAX) throw badValue(c, v, 'a 64-bit integer', file, index);
+        } else if (typeof v !== 'number' || !Number.isSafeInteger(v)) {
+          throw badValue(c, v, bigints ? 'a safe integer or a 64-bit bigint' : 'a safe integer', file, index);
+        }
         break;
     }
   }
+}
+
+function badValue(c: ColumnSpec, v: unknown, what: string, file: string, index: number): FilipError {
+  return new FilipError('FILIP_ERR_SHARD', `expected ${what} for a ${c.type} column, got ${describe(v)}`, { file, row: index, field: c.name });
 }
 
 function describe(v: unknown): string {
@@ -201,21 +243,27 @@ function message(err: unknown): string {
 
 type WriterState = 'open' | 'closing' | 'closed' | 'aborted' | 'failed';
 
+const RESOLVED: Promise<void> = Promise.resolve();
+
 class CheckedShardWriter implements ShardWriter {
   readonly #path: string;
   readonly #columns: readonly ColumnSpec[];
   readonly #names: ReadonlySet<string>;
   readonly #sink: ShardSink;
+  readonly #bigints: boolean;
   #state: WriterState = 'open';
   #rows = 0;
   /** The last queued append; writes run one at a time even if the caller does not await them. */
-  #tail: Promise<void> = Promise.resolve();
+  #tail: Promise<void> = RESOLVED;
+  /** Appends started or queued and not yet settled. */
+  #inFlight = 0;
   #failure: FilipError | undefined;
   #closing: Promise<{ rows: number; bytes: number }> | undefined;
   #sinkReleased = false;
 
-  constructor(path: string, columns: readonly ColumnSpec[], sink: ShardSink) {
+  constructor(path: string, columns: readonly ColumnSpec[], sink: ShardSink, bigints: boolean) {
     this.#path = path;
+    this.#bigints = bigints;
     this.#columns = columns;
     this.#names = new Set(columns.map((c) => c.name));
     this.#sink = sink;
@@ -224,24 +272,51 @@ class CheckedShardWriter implements ShardWriter {
   write(row: ShardRow): Promise<void> {
     try {
       this.#assertOpen('write');
-      checkRow(this.#columns, this.#names, row, this.#path, this.#rows);
+      checkRow(this.#columns, this.#names, row, this.#path, this.#rows, this.#bigints);
     } catch (err) {
       return Promise.reject(err);
     }
     const index = this.#rows++;
-    const run = this.#tail.then(async () => {
-      if (this.#failure) throw this.#failure;
-      if (this.#state === 'aborted') throw this.#stateError('write');
+    if (this.#inFlight === 0) {
+      // Nothing queued: append now. Most appends are synchronous (an engine buffering a row), and those
+      // need no promise chain, which is most of the per-row cost of this wrapper.
+      let pending: void | Promise<void>;
       try {
-        await this.#sink.append(row);
+        pending = this.#sink.append(row);
       } catch (err) {
-        this.#failure = new FilipError('FILIP_ERR_SHARD', `cannot write row: ${message(err)}`, { file: this.#path, row: index }, { cause: err });
-        this.#state = 'failed';
-        throw this.#failure;
+        return Promise.reject(this.#fail(err, index));
       }
-    });
-    this.#tail = run.catch(() => undefined);
+      if (pending === undefined) return RESOLVED;
+      return this.#track(pending.catch((err: unknown) => Promise.reject(this.#fail(err, index))));
+    }
+    return this.#track(this.#tail.then(() => this.#appendQueued(row, index)));
+  }
+
+  async #appendQueued(row: ShardRow, index: number): Promise<void> {
+    if (this.#failure) throw this.#failure;
+    if (this.#state === 'aborted') throw this.#stateError('write');
+    try {
+      await this.#sink.append(row);
+    } catch (err) {
+      throw this.#fail(err, index);
+    }
+  }
+
+  /** Makes `run` the tail that later writes, close() and abort() wait for. */
+  #track(run: Promise<void>): Promise<void> {
+    this.#inFlight++;
+    this.#tail = run.then(this.#settled, this.#settled);
     return run;
+  }
+
+  readonly #settled = (): void => {
+    this.#inFlight--;
+  };
+
+  #fail(err: unknown, index: number): FilipError {
+    this.#failure = new FilipError('FILIP_ERR_SHARD', `cannot write row: ${message(err)}`, { file: this.#path, row: index }, { cause: err });
+    this.#state = 'failed';
+    return this.#failure;
   }
 
   close(): Promise<{ rows: number; bytes: number }> {

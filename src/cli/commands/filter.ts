@@ -52,7 +52,7 @@ export const filterCommand = {
     filterFlags(y.positional('input', { type: 'string', describe: 'ingest output folder' }))
       .option('output', { alias: 'o', type: 'string', default: 'shards/filtered' })
       .option('shard-size', { type: 'number', default: 10_000 })
-      .option('writer', { type: 'string', choices: Object.keys(WRITER_ENGINES), default: 'parquetjs' })
+      .option('writer', { type: 'string', choices: Object.keys(WRITER_ENGINES), default: 'lean' })
       .option('overwrite', { type: 'boolean', default: false })
       .option('progress', { type: 'string', choices: Object.keys(PROGRESS_MODES), default: 'auto' }),
   handler: async (a: FilterArgs & { input: string; output: string; shardSize: number; writer: string; overwrite: boolean; progress: string }) => {

@@ -25,7 +25,7 @@ export function ingestFlags<T>(y: Argv<T>) {
     .option('quality', { type: 'number', default: 95 })
     .option('max-pixels', { type: 'number', default: 100_000_000, describe: 'decompression-bomb limit' })
     .option('shard-size', { type: 'number', default: 10_000, describe: 'samples per shard' })
-    .option('writer', { type: 'string', choices: Object.keys(WRITER_ENGINES), default: 'parquetjs' })
+    .option('writer', { type: 'string', choices: Object.keys(WRITER_ENGINES), default: 'lean' })
     .option('concurrency', { type: 'number', default: 64, describe: 'requests in flight' })
     .option('per-host', { type: 'number', default: 16, describe: 'requests in flight per host' })
     .option('timeout', { type: 'number', default: 10, describe: 'connect/header/idle-body timeout, seconds' })
