@@ -137,7 +137,8 @@ export async function prepareFilter(
   const on = new Set(options.rules);
   let counts: CaptionCounts | undefined;
   if (on.has('repeated_text')) {
-    const counter = new CaptionCounter({ dir: workDir });
+    // Only captions above the limit matter, so only those are kept for lookups.
+    const counter = new CaptionCounter({ dir: workDir, keepAbove: options.maxRepeats });
     for await (const c of captions()) await counter.add(c);
     counts = await counter.finish();
   }
