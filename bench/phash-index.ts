@@ -1,0 +1,159 @@
+// PhashIndex throughput: stores 1,000,000 random 64-bit hashes (with planted near neighbours), then
+// times find() on a mix of hits and misses, against a linear scan over the same hashes in typed
+// arrays measured in the same run (on fewer queries: it is slow). Prints lookups/s, the speed-up,
+// build time and bytes per stored hash, for the default distance and any others asked for.
+//
+// Script: npx tsx bench/phash-index.ts [--size N] [--distances 4,8,10,16] [--seconds S] [--seed N]
+// Exits 1 when the default distance is slower than TARGET lookups/s.
+
+import { availableParallelism, cpus, loadavg } from 'node:os';
+import { parseArgs } from 'node:util';
+import { Rng } from '../src/demo/random.js';
+import { DEFAULT_NEAR_DUP_DISTANCE, PhashIndex } from '../src/filters/phash-index.js';
+
+const TARGET = 100_000;
+/** Stored hashes that are copies of an earlier one with a few bits flipped. */
+const PLANTED_SHARE = 0.05;
+
+function hex32(w: number): string {
+  return (w >>> 0).toString(16).padStart(8, '0');
+}
+
+function popcount32(word: number): number {
+  let v = word >>> 0;
+  v -= (v >>> 1) & 0x55555555;
+  v = (v & 0x33333333) + ((v >>> 2) & 0x33333333);
+  return (Math.imul((v + (v >>> 4)) & 0x0f0f0f0f, 0x01010101) >>> 24) & 0xff;
+}
+
+function flip(rng: Rng, hi: number, lo: number, k: number): [number, number] {
+  for (let i = 0; i < k; i++) {
+    const b = rng.int(0, 63);
+    if (b < 32) hi ^= 1 << b;
+    else lo ^= 1 << (b - 32);
+  }
+  return [hi >>> 0, lo >>> 0];
+}
+
+interface Corpus {
+  readonly hi: Uint32Array;
+  readonly lo: Uint32Array;
+  readonly hex: string[];
+}
+
+function makeCorpus(size: number, seed: number): Corpus {
+  const rng = new Rng(seed);
+  const hi = new Uint32Array(size);
+  const lo = new Uint32Array(size);
+  const hex: string[] = new Array(size);
+  for (let i = 0; i < size; i++) {
+    let h = Math.floor(rng.next() * 2 ** 32);
+    let l = Math.floor(rng.next() * 2 ** 32);
+    if (i > 0 && rng.chance(PLANTED_SHARE)) {
+      const j = rng.int(0, i - 1);
+      [h, l] = flip(rng, hi[j]!, lo[j]!, rng.int(0, 8));
+    }
+    hi[i] = h;
+    lo[i] = l;
+    hex[i] = hex32(h) + hex32(l);
+  }
+  return { hi, lo, hex };
+}
+
+/** Half near copies of stored hashes (0..d bits flipped: hits), half fresh random hashes (mostly misses). */
+function makeQueries(corpus: Corpus, d: number, count: number, seed: number): string[] {
+  const rng = new Rng(seed);
+  const out: string[] = [];
+  for (let q = 0; q < count; q++) {
+    if (q % 2 === 0) {
+      const j = rng.int(0, corpus.hi.length - 1);
+      const [h, l] = flip(rng, corpus.hi[j]!, corpus.lo[j]!, rng.int(0, d));
+      out.push(hex32(h) + hex32(l));
+    } else {
+      out.push(hex32(Math.floor(rng.next() * 2 ** 32)) + hex32(Math.floor(rng.next() * 2 ** 32)));
+    }
+  }
+  return out;
+}
+
+/** The same question answered by scanning every stored hash in add order. */
+function linearFind(corpus: Corpus, d: number, query: string): number {
+  const qh = parseInt(query.slice(0, 8), 16) >>> 0;
+  const ql = parseInt(query.slice(8), 16) >>> 0;
+  const { hi, lo } = corpus;
+  for (let i = 0; i < hi.length; i++) {
+    if (popcount32(hi[i]! ^ qh) + popcount32(lo[i]! ^ ql) <= d) return i;
+  }
+  return -1;
+}
+
+function rate(count: number, ms: number): string {
+  return `${Math.round((count / ms) * 1000).toLocaleString('en-US')}/s`;
+}
+
+function main(): void {
+  const { values } = parseArgs({
+    options: {
+      size: { type: 'string', default: '1000000' },
+      distances: { type: 'string', default: String(DEFAULT_NEAR_DUP_DISTANCE) },
+      seconds: { type: 'string', default: '2' },
+      seed: { type: 'string', default: '7' },
+    },
+  });
+  const size = Number(values.size);
+  const seconds = Number(values.seconds);
+  const seed = Number(values.seed);
+  const distances = values.distances.split(',').map(Number);
+  if (!distances.includes(DEFAULT_NEAR_DUP_DISTANCE)) distances.unshift(DEFAULT_NEAR_DUP_DISTANCE);
+
+  console.log(`${cpus()[0]?.model ?? 'unknown CPU'} x ${availableParallelism()}; load average ${loadavg().map((l) => l.toFixed(1)).join(' ')} (other work on the machine slows the wall-clock rate)`);
+  console.log(`node ${process.version}; ${size.toLocaleString('en-US')} stored hashes (${PLANTED_SHARE * 100}% planted near copies); default distance ${DEFAULT_NEAR_DUP_DISTANCE}`);
+  const corpus = makeCorpus(size, seed);
+  let failed = false;
+  for (const d of distances) {
+    const index = new PhashIndex(d);
+    const t0 = performance.now();
+    for (let i = 0; i < size; i++) index.add(corpus.hex[i]!);
+    const buildMs = performance.now() - t0;
+
+    const queries = makeQueries(corpus, d, 20_000, seed + d);
+    // Warm up, then run whole passes over the queries until `seconds` have passed.
+    for (let i = 0; i < 2000; i++) index.find(queries[i]!);
+    let done = 0;
+    let hits = 0;
+    const cpu1 = process.cpuUsage();
+    const t1 = performance.now();
+    while (performance.now() - t1 < seconds * 1000) {
+      for (const q of queries) if (index.find(q) !== undefined) hits++;
+      done += queries.length;
+    }
+    const findMs = performance.now() - t1;
+    const cpu = process.cpuUsage(cpu1);
+    const findCpuMs = (cpu.user + cpu.system) / 1000;
+
+    // The scan on a slice of the same queries; spot-check that both agree on them.
+    const scanCount = Math.max(20, Math.min(400, Math.round(4e8 / size / 16)));
+    const t2 = performance.now();
+    let scanHits = 0;
+    for (let i = 0; i < scanCount; i++) if (linearFind(corpus, d, queries[i]!) >= 0) scanHits++;
+    const scanMs = performance.now() - t2;
+    for (let i = 0; i < scanCount; i++) {
+      const j = linearFind(corpus, d, queries[i]!);
+      if ((j >= 0 ? corpus.hex[j] : undefined) !== index.find(queries[i]!)) throw new Error(`index and scan disagree on ${queries[i]}`);
+    }
+
+    const perSecond = (done / findMs) * 1000;
+    const scanPerSecond = (scanCount / scanMs) * 1000;
+    const ok = perSecond >= TARGET;
+    if (d === DEFAULT_NEAR_DUP_DISTANCE && !ok) failed = true;
+    console.log(
+      `maxDistance ${String(d).padStart(2)}: ${rate(done, findMs).padStart(11)} lookups (${rate(done, findCpuMs)} per CPU-second; ${((100 * hits) / done).toFixed(1)}% hits), ` +
+        `linear scan ${rate(scanCount, scanMs)} (${scanHits}/${scanCount} hits) -> ${(perSecond / scanPerSecond).toFixed(0)}x; ` +
+        `build ${(buildMs / 1000).toFixed(2)} s; ${(index.bytes / index.size).toFixed(1)} bytes/hash` +
+        (d === DEFAULT_NEAR_DUP_DISTANCE ? `  [default: ${ok ? 'meets' : 'MISSES'} ${TARGET.toLocaleString('en-US')}/s]` : ''),
+    );
+  }
+  process.exitCode = failed ? 1 : 0;
+}
+
+main();

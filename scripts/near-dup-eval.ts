@@ -1,0 +1,568 @@
+// Measures the `near_duplicate` rule on real photographs and picks its default Hamming distance.
+//
+// Photos come from Debian packages (apt-get download + dpkg -x into .cache/near-dup/, git-ignored):
+// wallpaper packages and the photo sets inside GCompris' Qt resource files. Only photographs are used
+// (SOURCES lists them; the illustrated wallpapers are left out by name). The source set is itself
+// deduplicated: by name stem (one picture shipped in several resolutions, or in two activities) and
+// by a small pHash distance (SOURCE_DEDUPE_DISTANCE), so that the negatives are distinct photos.
+//
+// Each photo is first brought to at most NORMALISED_LONG_SIDE pixels (JPEG q95): that is the
+// "original", a web-sized photo. From it come COPIES seeded copies: one per single transform
+// (JPEG re-encode at q 50-95, resize 0.5-2x, crop of up to 10% of each side, brightness +-20%, small
+// overlaid text) and two with all of them chained. Every picture, original or copy, is hashed exactly
+// as ingest stores it: processImage with keep-ratio 256, then its `phash`.
+//
+// Positives: (original, its copy). Negatives: every pair of pictures of different photos (original
+// or copy). For each threshold 0..20 it prints recall, false-positive rate and recall per transform,
+// and picks the smallest threshold with recall >= 0.95 at FPR <= 0.001. Exits 1 when no threshold
+// meets the target or when DEFAULT_NEAR_DUP_DISTANCE does not.
+//
+// Script: npx tsx scripts/near-dup-eval.ts [--seed N] [--limit N] [--concurrency N]
+
+import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { basename, extname, join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { inflateSync } from 'node:zlib';
+import sharp from 'sharp';
+import { deriveSeed, Rng } from '../src/demo/random.js';
+import { DEFAULT_NEAR_DUP_DISTANCE } from '../src/filters/phash-index.js';
+import { processImage, resolveImageOptions } from '../src/image/process.js';
+
+const CACHE = resolve('.cache/near-dup');
+const RECALL_TARGET = 0.95;
+const FPR_TARGET = 0.001;
+const MAX_THRESHOLD = 20;
+/** Source photos within this many bits of an earlier one count as the same photo (see the header). */
+const SOURCE_DEDUPE_DISTANCE = 4;
+const NORMALISED_LONG_SIDE = 1600;
+/** Photos smaller than this on their shorter side are icons or thumbnails, not photos. */
+const MIN_SHORT_SIDE = 200;
+
+/** Where the photos are. `pick` gets a path inside the package (or inside one of its .rcc files). */
+interface Source {
+  readonly pkg: string;
+  readonly note: string;
+  /** Qt resource files (under the package) to open, by base name; absent: plain files. */
+  readonly rcc?: readonly string[];
+  readonly pick: (path: string) => boolean;
+  /** The name that identifies the picture (for stem dedupe); default: file name without extension. */
+  readonly stem?: (path: string) => string;
+}
+
+const IMAGE_EXT = /\.(jpe?g|png|webp)$/i;
+
+const SOURCES: readonly Source[] = [
+  {
+    pkg: 'gcompris-qt-data',
+    note: 'photos of animals, monuments, tools, instruments, fish, sea floor in the GCompris activities',
+    rcc: ['categorization', 'explore_monuments', 'erase', 'explore_world_animals', 'explore_farm_animals', 'explore_world_music', 'clickgame'],
+    // clickgame: only its underwater backgrounds are photos.
+    pick: (p) => IMAGE_EXT.test(p) && (!p.includes('/clickgame/') || /\/sea\d\.webp$/.test(p)),
+  },
+  {
+    pkg: 'lomiri-wallpapers-16.04',
+    note: 'Ubuntu 16.04 community photo wallpapers (less one gradient artwork)',
+    pick: (p) => /\.jpg$/.test(p) && !p.includes('umang_by_'),
+    stem: (p) => basename(p).replace(/_by_.*$/, ''),
+  },
+  {
+    pkg: 'lomiri-wallpapers-20.04',
+    note: 'the one photo among the Ubuntu 20.04 wallpapers',
+    pick: (p) => p.endsWith('/Kleiber_by_Lukas_Baubkus.jpg'),
+    stem: (p) => basename(p).replace(/_by_.*$/, ''),
+  },
+  {
+    pkg: 'mate-backgrounds',
+    note: 'MATE "nature" photos',
+    pick: (p) => /\/mate\/nature\/[^/]+\.jpg$/.test(p),
+  },
+  {
+    pkg: 'plasma-workspace-wallpapers',
+    note: 'the photographic Plasma wallpapers, each shipped in up to 12 resolutions',
+    pick: (p) =>
+      /\/wallpapers\/(BytheWater|ColdRipple|DarkestHour|EveningGlow|FallenLeaf|Grey|Kite|OneStandsOut|Path|summer_1am)\/contents\/images\//.test(p) &&
+      IMAGE_EXT.test(p),
+    stem: (p) => p.split('/wallpapers/')[1]!.split('/')[0]!,
+  },
+];
+
+/** Checked and left out: no photographs in them (bookworm versions). */
+const NO_PHOTOS = ['gnome-backgrounds (43: illustrations)', 'ukui-wallpapers (illustrations)', 'sway-backgrounds (logos)'];
+
+// ---------------------------------------------------------------------------------------------
+// Getting the photos
+
+async function ensurePackage(pkg: string): Promise<string> {
+  const debs = join(CACHE, 'debs');
+  const root = join(CACHE, 'x', pkg);
+  if (existsSync(join(root, '.done'))) return root;
+  await mkdir(debs, { recursive: true });
+  let deb = (await readdir(debs)).find((f) => f.startsWith(`${pkg}_`) && f.endsWith('.deb'));
+  if (deb === undefined) {
+    console.error(`apt-get download ${pkg}`);
+    execFileSync('apt-get', ['download', pkg], { cwd: debs, stdio: ['ignore', 'ignore', 'inherit'] });
+    deb = (await readdir(debs)).find((f) => f.startsWith(`${pkg}_`) && f.endsWith('.deb'));
+    if (deb === undefined) throw new Error(`apt-get download ${pkg} left no .deb in ${debs}`);
+  }
+  await mkdir(root, { recursive: true });
+  execFileSync('dpkg', ['-x', join(debs, deb), root]);
+  await writeFile(join(root, '.done'), deb);
+  return root;
+}
+
+async function* walk(dir: string): AsyncGenerator<string> {
+  for (const entry of await readdir(dir, { withFileTypes: true })) {
+    const path = join(dir, entry.name);
+    if (entry.isDirectory()) yield* walk(path);
+    else if (entry.isFile()) yield path;
+  }
+}
+
+/**
+ * Files in a Qt resource (.rcc) file. Layout (Qt's rcc, format versions 1-3): "qres", version, then
+ * offsets of the node tree, the data and the names. A node is name offset (u32), flags (u16:
+ * 1 = zlib, 2 = directory, 4 = zstd), then for a directory child count and first child (u32 each),
+ * for a file country, language (u16 each) and data offset (u32); version >= 2 adds a u64 mtime.
+ * Data entries are a u32 length then bytes; zlib ones start with a u32 uncompressed length.
+ */
+function* readRcc(buf: Buffer): Generator<{ path: string; bytes: Buffer }> {
+  if (buf.toString('latin1', 0, 4) !== 'qres') throw new Error('not a Qt resource file');
+  const version = buf.readUInt32BE(4);
+  const tree = buf.readUInt32BE(8);
+  const data = buf.readUInt32BE(12);
+  const names = buf.readUInt32BE(16);
+  const nodeSize = version >= 2 ? 22 : 14;
+  const nameAt = (off: number): string => {
+    const length = buf.readUInt16BE(names + off);
+    let s = '';
+    for (let i = 0; i < length; i++) s += String.fromCharCode(buf.readUInt16BE(names + off + 6 + 2 * i));
+    return s;
+  };
+  function* node(index: number, prefix: string): Generator<{ path: string; bytes: Buffer }> {
+    const at = tree + index * nodeSize;
+    const flags = buf.readUInt16BE(at + 4);
+    const path = index === 0 ? '' : `${prefix}/${nameAt(buf.readUInt32BE(at))}`;
+    if (flags & 2) {
+      const count = buf.readUInt32BE(at + 6);
+      const first = buf.readUInt32BE(at + 10);
+      for (let i = 0; i < count; i++) yield* node(first + i, path);
+      return;
+    }
+    if (flags & 4) return; // zstd: none of the pictures we want
+    const off = data + buf.readUInt32BE(at + 10);
+    let bytes = buf.subarray(off + 4, off + 4 + buf.readUInt32BE(off));
+    if (flags & 1) bytes = inflateSync(bytes.subarray(4));
+    yield { path, bytes };
+  }
+  yield* node(0, '');
+}
+
+interface Photo {
+  /** package:path */
+  readonly id: string;
+  readonly stem: string;
+  /** The normalised original (JPEG). */
+  readonly bytes: Buffer;
+}
+
+/** Decodes, orients, flattens and brings a photo to at most NORMALISED_LONG_SIDE, as JPEG q95. */
+async function normalise(bytes: Buffer): Promise<Buffer | undefined> {
+  const meta = await sharp(bytes, { limitInputPixels: false }).metadata();
+  const short = Math.min(meta.width, meta.height);
+  if (short < MIN_SHORT_SIDE) return undefined;
+  return sharp(bytes, { limitInputPixels: false })
+    .autoOrient()
+    .flatten({ background: '#ffffff' })
+    .resize({ width: NORMALISED_LONG_SIDE, height: NORMALISED_LONG_SIDE, fit: 'inside', withoutEnlargement: true })
+    .jpeg({ quality: 95 })
+    .toBuffer();
+}
+
+function defaultStem(path: string): string {
+  return basename(path, extname(path));
+}
+
+function normaliseStem(stem: string): string {
+  return stem
+    .toLowerCase()
+    .replace(/\d+x\d+/g, '')
+    .replace(/_background$/, '')
+    .replace(/[^a-z0-9]/g, '');
+}
+
+async function loadPhotos(limit: number): Promise<Photo[]> {
+  const found: { id: string; stem: string; bytes: Buffer }[] = [];
+  for (const source of SOURCES) {
+    const root = await ensurePackage(source.pkg);
+    const stemOf = source.stem ?? defaultStem;
+    if (source.rcc !== undefined) {
+      const files: string[] = [];
+      for await (const f of walk(root)) if (f.endsWith('.rcc') && source.rcc.includes(basename(f, '.rcc'))) files.push(f);
+      for (const f of files.sort()) {
+        for (const entry of readRcc(await readFile(f))) {
+          if (source.pick(entry.path)) found.push({ id: `${source.pkg}:${basename(f)}${entry.path}`, stem: stemOf(entry.path), bytes: Buffer.from(entry.bytes) });
+        }
+      }
+    } else {
+      const files: string[] = [];
+      for await (const f of walk(root)) if (source.pick(f)) files.push(f);
+      // Largest file first, so a picture shipped in several resolutions keeps its largest one.
+      const sizes = new Map(await Promise.all(files.map(async (f) => [f, (await stat(f)).size] as const)));
+      files.sort((a, b) => sizes.get(b)! - sizes.get(a)! || a.localeCompare(b));
+      for (const f of files) found.push({ id: `${source.pkg}:${f.slice(root.length)}`, stem: stemOf(f), bytes: await readFile(f) });
+    }
+  }
+  const seenStems = new Map<string, string>();
+  const photos: Photo[] = [];
+  let sameStem = 0;
+  let tooSmall = 0;
+  for (const f of found) {
+    const stem = normaliseStem(f.stem);
+    if (seenStems.has(stem)) {
+      sameStem++;
+      continue;
+    }
+    const bytes = await normalise(f.bytes);
+    if (bytes === undefined) {
+      tooSmall++;
+      continue;
+    }
+    seenStems.set(stem, f.id);
+    photos.push({ id: f.id, stem, bytes });
+    if (photos.length >= limit) break;
+  }
+  console.log(`source files: ${found.length}; dropped ${sameStem} with a name stem already taken, ${tooSmall} under ${MIN_SHORT_SIDE} px`);
+  return photos;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Transforms
+
+export const TRANSFORMS = {
+  jpeg: 'JPEG re-encode at quality 50-95',
+  resize: 'resize by 0.5-2x (log-uniform), lanczos3',
+  crop: 'crop 0-10% of the width and 0-10% of the height, split at random between the two sides',
+  brightness: 'multiply all channels by 0.8-1.2',
+  text: 'a line of text, 3-6% of the height, at a random place',
+  all: 'crop, resize, brightness, text, then JPEG q50-95, all chained',
+} as const;
+type Transform = keyof typeof TRANSFORMS;
+/** The copies made of every photo: each single transform once, the chain twice. */
+const COPIES: readonly Transform[] = ['jpeg', 'resize', 'crop', 'brightness', 'text', 'all', 'all'];
+
+interface Raw {
+  readonly data: Buffer;
+  readonly width: number;
+  readonly height: number;
+}
+
+async function toRaw(img: sharp.Sharp): Promise<Raw> {
+  const { data, info } = await img.removeAlpha().raw().toBuffer({ resolveWithObject: true });
+  return { data, width: info.width, height: info.height };
+}
+
+function fromRaw(r: Raw): sharp.Sharp {
+  return sharp(r.data, { raw: { width: r.width, height: r.height, channels: 3 } });
+}
+
+/** Crops; `cut` receives the larger of the two fractions removed. */
+function crop(r: Raw, rng: Rng, cut: { fraction: number }): Promise<Raw> {
+  const fx = rng.float(0, 0.1);
+  const fy = rng.float(0, 0.1);
+  const cutX = Math.round(r.width * fx);
+  const cutY = Math.round(r.height * fy);
+  cut.fraction = Math.max(fx, fy);
+  const left = rng.int(0, cutX);
+  const top = rng.int(0, cutY);
+  return toRaw(fromRaw(r).extract({ left, top, width: r.width - cutX, height: r.height - cutY }));
+}
+
+function resize(r: Raw, rng: Rng): Promise<Raw> {
+  const scale = Math.exp(rng.float(Math.log(0.5), Math.log(2)));
+  return toRaw(fromRaw(r).resize({ width: Math.max(1, Math.round(r.width * scale)), height: Math.max(1, Math.round(r.height * scale)), fit: 'fill' }));
+}
+
+function brightness(r: Raw, rng: Rng): Promise<Raw> {
+  return toRaw(fromRaw(r).linear(rng.float(0.8, 1.2), 0));
+}
+
+const WORDS = ['summer', 'holiday', 'photo', 'copyright', 'SALE', 'new', 'www.example.com', '2019', 'IMG_4032', 'our trip', 'best price', '@user', 'look!', 'free shipping', 'family', 'stock'];
+
+function escapeXml(s: string): string {
+  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+}
+
+function text(r: Raw, rng: Rng): Promise<Raw> {
+  const size = Math.max(8, Math.round(r.height * rng.float(0.03, 0.06)));
+  const words = Array.from({ length: rng.int(2, 4) }, () => rng.pick(WORDS)).join(' ');
+  const approxWidth = words.length * size * 0.6;
+  const x = Math.round(rng.float(0, Math.max(1, r.width - approxWidth)));
+  const y = Math.round(rng.float(size, r.height - size * 0.3));
+  const fill = rng.pick(['#ffffff', '#000000', '#ffeb3b', '#e53935']);
+  const stroke = fill === '#000000' ? '#ffffff' : '#000000';
+  const svg =
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${r.width}" height="${r.height}">` +
+    `<text x="${x}" y="${y}" font-family="DejaVu Sans, sans-serif" font-size="${size}" font-weight="bold" ` +
+    `fill="${fill}" fill-opacity="${rng.float(0.7, 1).toFixed(2)}" stroke="${stroke}" stroke-width="${Math.max(1, size / 24).toFixed(1)}">` +
+    `${escapeXml(words)}</text></svg>`;
+  return toRaw(fromRaw(r).composite([{ input: Buffer.from(svg), left: 0, top: 0 }]));
+}
+
+/** A transformed copy, encoded as JPEG: at the drawn quality for jpeg and all, at q95 otherwise. */
+async function makeCopy(original: Buffer, transform: Transform, rng: Rng): Promise<{ bytes: Buffer; cropped: number }> {
+  let r = await toRaw(sharp(original));
+  let quality = 95;
+  const cut = { fraction: 0 };
+  switch (transform) {
+    case 'jpeg':
+      quality = rng.int(50, 95);
+      break;
+    case 'resize':
+      r = await resize(r, rng);
+      break;
+    case 'crop':
+      r = await crop(r, rng, cut);
+      break;
+    case 'brightness':
+      r = await brightness(r, rng);
+      break;
+    case 'text':
+      r = await text(r, rng);
+      break;
+    case 'all':
+      r = await crop(r, rng, cut);
+      r = await resize(r, rng);
+      r = await brightness(r, rng);
+      r = await text(r, rng);
+      quality = rng.int(50, 95);
+      break;
+  }
+  return { bytes: await fromRaw(r).jpeg({ quality }).toBuffer(), cropped: cut.fraction };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hashing and counting
+
+const IMAGE_OPTIONS = resolveImageOptions({ resizeMode: 'keep-ratio', size: 256 });
+
+/** The phash ingest would store for these bytes. */
+async function ingestPhash(bytes: Buffer, what: string): Promise<string> {
+  const result = await processImage(bytes, IMAGE_OPTIONS);
+  if (!result.ok) throw new Error(`${what}: processImage rejected it: ${result.reason}: ${result.message}`);
+  return result.image.phash;
+}
+
+function words(hash: string): [number, number] {
+  return [parseInt(hash.slice(0, 8), 16) >>> 0, parseInt(hash.slice(8), 16) >>> 0];
+}
+
+function popcount32(word: number): number {
+  let v = word >>> 0;
+  v -= (v >>> 1) & 0x55555555;
+  v = (v & 0x33333333) + ((v >>> 2) & 0x33333333);
+  return (Math.imul((v + (v >>> 4)) & 0x0f0f0f0f, 0x01010101) >>> 24) & 0xff;
+}
+
+async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T, i: number) => Promise<R>): Promise<R[]> {
+  const out: R[] = new Array(items.length);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i]!, i);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return out;
+}
+
+function fnv1a(s: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
+  return h >>> 0;
+}
+
+function pct(x: number, digits = 1): string {
+  return `${(100 * x).toFixed(digits)}%`;
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      seed: { type: 'string', default: '1' },
+      limit: { type: 'string', default: '1000' },
+      concurrency: { type: 'string', default: '2' },
+    },
+  });
+  const seed = Number(values.seed);
+  const limit = Number(values.limit);
+  const concurrency = Number(values.concurrency);
+  const started = performance.now();
+  sharp.cache(false);
+
+  console.log(`photo sources: ${SOURCES.map((s) => s.pkg).join(', ')}`);
+  console.log(`checked, no photos: ${NO_PHOTOS.join('; ')}`);
+  const candidates = await loadPhotos(limit);
+  const candidateHashes = await mapLimit(candidates, concurrency, (p) => ingestPhash(p.bytes, p.id));
+
+  // Dedupe the source set by pHash: a later photo within SOURCE_DEDUPE_DISTANCE of a kept one goes.
+  const photos: { photo: Photo; hash: string }[] = [];
+  for (let i = 0; i < candidates.length; i++) {
+    const [hi, lo] = words(candidateHashes[i]!);
+    let dup: string | undefined;
+    for (const kept of photos) {
+      const [khi, klo] = words(kept.hash);
+      const d = popcount32(hi ^ khi) + popcount32(lo ^ klo);
+      if (d <= SOURCE_DEDUPE_DISTANCE) {
+        dup = `${kept.photo.id} (${d} bits)`;
+        break;
+      }
+    }
+    if (dup === undefined) photos.push({ photo: candidates[i]!, hash: candidateHashes[i]! });
+    else console.log(`  source dedupe: dropped ${candidates[i]!.id}, near ${dup}`);
+  }
+  const bySource = new Map<string, number>();
+  for (const { photo } of photos) {
+    const pkg = photo.id.split(':')[0]!;
+    bySource.set(pkg, (bySource.get(pkg) ?? 0) + 1);
+  }
+  console.log(
+    `distinct photos: ${photos.length} (${[...bySource].map(([k, v]) => `${k} ${v}`).join(', ')}); ` +
+      `dropped ${candidates.length - photos.length} within ${SOURCE_DEDUPE_DISTANCE} bits of an earlier one`,
+  );
+
+  // Copies, hashed as ingest would.
+  const jobs = photos.flatMap((p, g) => COPIES.map((t, k) => ({ g, k, t, p })));
+  const copies = await mapLimit(jobs, concurrency, async ({ p, t, k }) => {
+    const rng = new Rng(deriveSeed(seed, fnv1a(`${p.photo.id}#${k}`)));
+    const copy = await makeCopy(p.photo.bytes, t, rng);
+    return { hash: await ingestPhash(copy.bytes, `${p.photo.id} ${t} copy`), cropped: copy.cropped };
+  });
+  const copyHashes = copies.map((c) => c.hash);
+  console.log(`copies: ${jobs.length} (${COPIES.join(', ')} per photo)`);
+
+  // Positives.
+  const transforms = Object.keys(TRANSFORMS) as Transform[];
+  const posHist = new Map<Transform, Float64Array>(transforms.map((t) => [t, new Float64Array(65)]));
+  const allPos = new Float64Array(65);
+  /** Crop copies (alone or chained) by the larger fraction cut: [0, 2.5%), [2.5, 5%), [5, 7.5%), [7.5, 10%]. */
+  const cropBuckets = Array.from({ length: 4 }, () => new Float64Array(65));
+  jobs.forEach((job, i) => {
+    const [ahi, alo] = words(photos[job.g]!.hash);
+    const [bhi, blo] = words(copyHashes[i]!);
+    const d = popcount32(ahi ^ bhi) + popcount32(alo ^ blo);
+    posHist.get(job.t)![d]++;
+    allPos[d]++;
+    if (job.t === 'crop' || job.t === 'all') cropBuckets[Math.min(3, Math.floor(copies[i]!.cropped / 0.025))]![d]++;
+  });
+
+  // Negatives: every pair of pictures (original or copy) of different photos.
+  const group: number[] = [];
+  const his: number[] = [];
+  const los: number[] = [];
+  photos.forEach((p, g) => {
+    const [hi, lo] = words(p.hash);
+    group.push(g);
+    his.push(hi);
+    los.push(lo);
+  });
+  jobs.forEach((job, i) => {
+    const [hi, lo] = words(copyHashes[i]!);
+    group.push(job.g);
+    his.push(hi);
+    los.push(lo);
+  });
+  const negHist = new Float64Array(65);
+  const origHist = new Float64Array(65);
+  const closest: { d: number; a: number; b: number }[] = [];
+  for (let a = 0; a < group.length; a++) {
+    for (let b = a + 1; b < group.length; b++) {
+      if (group[a] === group[b]) continue;
+      const d = popcount32(his[a]! ^ his[b]!) + popcount32(los[a]! ^ los[b]!);
+      negHist[d]++;
+      if (a < photos.length && b < photos.length) {
+        origHist[d]++;
+        if (d <= 12) closest.push({ d, a, b });
+      }
+    }
+  }
+
+  const cumulative = (h: Float64Array): Float64Array => {
+    const c = new Float64Array(65);
+    let s = 0;
+    for (let d = 0; d <= 64; d++) c[d] = s += h[d]!;
+    return c;
+  };
+  const posC = cumulative(allPos);
+  const negC = cumulative(negHist);
+  const origC = cumulative(origHist);
+  const perC = new Map(transforms.map((t) => [t, cumulative(posHist.get(t)!)]));
+  const nPos = posC[64]!;
+  const nNeg = negC[64]!;
+  const nOrig = origC[64]!;
+
+  console.log(`positive pairs: ${nPos}; negative pairs: ${nNeg} (of which ${nOrig} original-original)`);
+  console.log('');
+  // What a per-pair rate means for the filter: false matches one new image expects against N kept ones.
+  const header = ['dist', 'recall', 'FPR', 'FP pairs', 'FPR orig', 'FP@1M', ...transforms.map((t) => t.slice(0, 6))];
+  console.log(header.map((h) => h.padStart(9)).join(''));
+  const meets: number[] = [];
+  for (let t = 0; t <= MAX_THRESHOLD; t++) {
+    const recall = posC[t]! / nPos;
+    const fpr = negC[t]! / nNeg;
+    if (recall >= RECALL_TARGET && fpr <= FPR_TARGET) meets.push(t);
+    const row = [
+      String(t),
+      pct(recall),
+      pct(fpr, 3),
+      String(negC[t]),
+      pct(origC[t]! / nOrig, 3),
+      negC[t] === 0 ? `<${(3e6 / nNeg).toFixed(1)}` : ((1e6 * negC[t]!) / nNeg).toFixed(1),
+      ...transforms.map((tr) => pct(perC.get(tr)![t]! / perC.get(tr)![64]!)),
+    ];
+    console.log(row.map((c) => c.padStart(9)).join('') + (meets.at(-1) === t ? '  <- meets target' : ''));
+  }
+  console.log('');
+  closest.sort((x, y) => x.d - y.d);
+  for (const { d, a, b } of closest.slice(0, 8)) {
+    console.log(`  closest distinct originals: ${d} bits: ${photos[a]!.photo.id}  vs  ${photos[b]!.photo.id}`);
+  }
+  const cropHist = posHist.get('crop')!;
+  let worst = 64;
+  while (worst > 0 && cropHist[worst] === 0) worst--;
+  console.log(`  largest crop-copy distance: ${worst} bits`);
+  const cropC = cropBuckets.map(cumulative);
+  const cropAt = (t: number): string =>
+    cropC.map((c, i) => `${(2.5 * i).toFixed(1)}-${(2.5 * i + 2.5).toFixed(1)}%: ${pct(c[t]! / c[64]!)} of ${c[64]}`).join(', ');
+  for (const t of [6, DEFAULT_NEAR_DUP_DISTANCE, 16]) console.log(`  crop copies (alone or chained) found at ${t}, by the larger fraction cut: ${cropAt(t)}`);
+  let clean = 0;
+  while (clean < 64 && negC[clean + 1] === 0) clean++;
+  console.log(`  largest distance with no false match among the ${nNeg} negative pairs: ${clean}`);
+  console.log(`  FP@1M: false matches one image expects against 1,000,000 kept ones (FPR x 1e6; "<x": none seen, 95% bound)`);
+
+  const chosen = meets[0];
+  console.log('');
+  console.log(`target: recall >= ${RECALL_TARGET} at FPR <= ${FPR_TARGET}`);
+  let failed = false;
+  if (chosen === undefined) {
+    console.log('NOT MET: no threshold reaches the target with this hash; per-transform recall above shows which transform breaks it.');
+    failed = true;
+  } else {
+    console.log(`thresholds meeting it: ${meets.join(', ')}; chosen default (smallest FPR): ${chosen}`);
+    console.log(`  at ${chosen}: recall ${pct(posC[chosen]! / nPos, 2)}, FPR ${pct(negC[chosen]! / nNeg, 4)}`);
+  }
+  const d = DEFAULT_NEAR_DUP_DISTANCE;
+  const ok = posC[d]! / nPos >= RECALL_TARGET && negC[d]! / nNeg <= FPR_TARGET;
+  console.log(
+    `DEFAULT_NEAR_DUP_DISTANCE = ${d}: recall ${pct(posC[d]! / nPos, 2)}, FPR ${pct(negC[d]! / nNeg, 4)}: ${ok ? 'meets the target' : 'MISSES the target'}` +
+      (chosen !== undefined && chosen !== d ? ` (this run would choose ${chosen})` : ''),
+  );
+  if (!ok) failed = true;
+  if (chosen !== d) console.log(`  why the default is not this run's pick: see DEFAULT_NEAR_DUP_DISTANCE in src/filters/phash-index.ts`);
+  console.log(`took ${((performance.now() - started) / 1000).toFixed(1)} s`);
+  process.exitCode = failed ? 1 : 0;
+}
+
+await main();
