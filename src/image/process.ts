@@ -3,7 +3,7 @@
 // (orient, shrink-on-load resize, flatten, 8-bit sRGB) to raw pixels, which feed both the phash and
 // the encoder. Bad bytes are an outcome, never an exception: processImage resolves to a result union.
 
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import sharp from 'sharp';
 import { choiceOption, boolOption, intOption, invalid, rejectUnknownKeys } from '../core/options.js';
 import type { ReasonCode } from '../core/reasons.js';
@@ -286,7 +286,7 @@ export async function processImage(bytes: Buffer, options: ImageOptions): Promis
   // JS work is done while sharp works on its own thread: the hash while decoding, the phash while
   // encoding. On a machine with spare cores that hides it; on a saturated one it costs the same.
   const decoding = pipeline.raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
-  const sha256 = createHash('sha256').update(bytes).digest('hex');
+  const sha256 = hash('sha256', bytes, 'hex');
   let pixels: { data: Buffer; info: sharp.OutputInfo };
   try {
     pixels = await decoding;
