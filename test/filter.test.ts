@@ -7,6 +7,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { FilipError } from '../src/core/errors.js';
 import { generateDemoCorpus, writeDemoManifest, type DemoCorpus } from '../src/demo/corpus.js';
+import { DEMO_IMAGE_OPTIONS } from '../src/demo/phash.js';
 import { startDemoServer, type DemoServer } from '../src/demo/server.js';
 import { resolveFilterOptions, type FilterInput } from '../src/filters/filter.js';
 import { hasTooFewWords, isTooElongated, isTooSmall, wordCount } from '../src/filters/rules.js';
@@ -72,6 +73,7 @@ describe('on the demo corpus', () => {
     shardSize: 40,
     progress: 'none',
     manifest: { keepCols: ['scene_id'] },
+    image: DEMO_IMAGE_OPTIONS,
     fetch: { maxBodyBytes: corpus.maxBodyBytes, totalTimeoutMs: corpus.timeoutMs, retries: 0 },
     ...extra,
   });

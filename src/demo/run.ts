@@ -8,6 +8,7 @@ import { formatSummary, runIngest, type RunSummary } from '../pipeline/ingest.js
 import { readRejects } from '../pipeline/output.js';
 import type { ProgressMode } from '../pipeline/progress.js';
 import { generateDemoCorpus, loadDemoCorpus, writeDemoManifest, type DemoCorpus } from './corpus.js';
+import { DEMO_IMAGE_OPTIONS } from './phash.js';
 import { startDemoServer } from './server.js';
 
 export interface DemoOptions {
@@ -74,7 +75,7 @@ export async function runDemo(partial: Partial<DemoOptions> = {}): Promise<DemoR
       progress: o.progress,
       manifest: { keepCols: ['scene_id'] },
       fetch: { maxBodyBytes: corpus.maxBodyBytes, totalTimeoutMs: corpus.timeoutMs, retries: 1, retryBaseDelayMs: 100 },
-      image: { resizeMode: 'keep-ratio', size: 224 },
+      image: DEMO_IMAGE_OPTIONS,
     });
   } finally {
     await server.close();
