@@ -680,3 +680,69 @@ describe('concurrency, headers, connections, close', () => {
     assert.ok(Date.now() - started < 2000);
   });
 });
+
+describe('response edge cases and slot hand-over', () => {
+  test('informational 103 Early Hints before the 200 are skipped', async () => {
+    const url = srv.route('/early-hints', (_req, res) => {
+      res.writeEarlyHints({ link: '</style.css>; rel=preload; as=style' });
+      setTimeout(() => sendOk(res, PNG_ISH, { 'x-robots-tag': 'nofollow' }), 10);
+    });
+    await withFetcher({}, async (f) => {
+      const r = await f.fetch(url);
+      assertOk(r);
+      assert.equal(r.status, 200);
+      assert.deepEqual(r.bytes, PNG_ISH);
+    });
+  });
+
+  test('a big error body is not read to the end, and the fetcher goes on working', async () => {
+    const big = srv.route('/big-404', (_req, res) => res.writeHead(404).end(Buffer.alloc(1024 * 1024, 1)));
+    const ok = srv.route('/after-big-404', (_req, res) => sendOk(res));
+    await withFetcher({}, async (f) => {
+      const r = await f.fetch(big);
+      assertFail(r, 'http_status');
+      assert.equal(r.status, 404);
+      assertOk(await f.fetch(ok));
+    });
+  });
+
+  test('a redirect body is drained and the Location still followed', async () => {
+    const target = srv.route('/drained-target', (_req, res) => sendOk(res));
+    const url = srv.route('/drained-redirect', (_req, res) =>
+      res.writeHead(302, { location: '/drained-target' }).end(Buffer.alloc(10_000, 2)),
+    );
+    await withFetcher({}, async (f) => {
+      const r = await f.fetch(url);
+      assertOk(r);
+      assert.equal(r.finalUrl, target);
+    });
+  });
+
+  test('with concurrency 1, requests run one at a time, in order, and all finish', async () => {
+    const order: number[] = [];
+    srv.route('/one-at-a-time', (_req, res, _n, u) => {
+      order.push(Number(u.searchParams.get('i')));
+      setTimeout(() => sendOk(res), 5);
+    });
+    srv.maxInflight = 0;
+    await withFetcher({ concurrency: 1 }, async (f) => {
+      const results = await Promise.all(Array.from({ length: 6 }, (_, i) => f.fetch(`${srv.base}/one-at-a-time?i=${i}`)));
+      for (const r of results) assertOk(r);
+    });
+    assert.equal(srv.maxInflight, 1);
+    assert.deepEqual(order, [0, 1, 2, 3, 4, 5]);
+  });
+
+  test('close() settles fetches still waiting for a global slot', async () => {
+    const url = srv.route('/stall-global', () => undefined);
+    const f = new Fetcher({ ...FAST, concurrency: 1, headersTimeoutMs: 10_000, totalTimeoutMs: 10_000 });
+    const running = f.fetch(url);
+    const waiting = [f.fetch(`${url}?2`), f.fetch(`file://${join(tmp, 'no-such-file')}`)];
+    while (srv.hitsOf('/stall-global').length === 0) await delay(5);
+    const started = Date.now();
+    await f.close();
+    for (const r of await Promise.all([running, ...waiting])) assertFail(r, 'network_error');
+    assert.ok(Date.now() - started < 2000, `close took ${Date.now() - started} ms`);
+    assert.equal(srv.hitsOf('/stall-global').length, 1);
+  });
+});

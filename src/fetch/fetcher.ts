@@ -4,11 +4,11 @@
 // Every per-URL problem comes back as `{ ok: false, reason }`; fetch() itself never throws.
 
 import { setMaxListeners } from 'node:events';
+import type { IncomingHttpHeaders } from 'node:http';
 import { resolve as resolvePath } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 
-import PQueue from 'p-queue';
 import { Agent, interceptors, type Dispatcher } from 'undici';
 
 import { backoffDelay, parseRetryAfter } from './backoff.js';
@@ -70,19 +70,30 @@ type Target =
 const CLOSED_MESSAGE = 'the fetcher was closed before this fetch finished';
 const CLOSED_HOP: Hop = { kind: 'fail', reason: 'network_error', message: CLOSED_MESSAGE, retryable: false };
 
+/** A caller waiting for a global slot (a FIFO linked list: no array shifting under load). */
+interface Waiter {
+  readonly resolve: () => void;
+  readonly reject: (reason: unknown) => void;
+  next: Waiter | undefined;
+}
+
 export class Fetcher {
   /** The resolved options this fetcher runs with. */
   readonly options: FetchOptions;
   readonly #agent: Agent;
   readonly #dispatcher: Dispatcher;
-  readonly #global: PQueue;
+  /** Global slots in use (requests and file reads running). */
+  #active = 0;
+  /** Callers waiting for a global slot, oldest first. */
+  #waitHead: Waiter | undefined;
+  #waitTail: Waiter | undefined;
   readonly #hosts: HostLimiter;
   readonly #headers: Readonly<Record<string, string>>;
-  readonly #robotsAgents: readonly string[];
+  readonly #ctx: ExchangeContext;
   /** Aborted by close(): wakes retry sleeps and drops queued work. */
   readonly #closer = new AbortController();
-  /** One controller per running request, so close() can cut them. */
-  readonly #inflight = new Set<AbortController>();
+  /** Every running request, so close() can cut them. */
+  readonly #inflight = new Set<Exchange>();
   readonly #pending = new Set<Promise<FetchResult>>();
   #closing: Promise<void> | undefined;
 
@@ -97,10 +108,14 @@ export class Fetcher {
       bodyTimeout: o.bodyTimeoutMs,
     });
     this.#dispatcher = this.#agent.compose(interceptors.dns({ maxTTL: o.dnsCacheTtlMs }));
-    this.#global = new PQueue({ concurrency: o.concurrency });
     this.#hosts = new HostLimiter(o.perHostConcurrency);
     this.#headers = Object.freeze({ 'user-agent': userAgent(o.userAgentToken), accept: 'image/*,*/*;q=0.8' });
-    this.#robotsAgents = robotsAgentNames(o.userAgentToken);
+    this.#ctx = {
+      options: o,
+      robotsAgents: robotsAgentNames(o.userAgentToken),
+      closer: this.#closer.signal,
+      inflight: this.#inflight,
+    };
   }
 
   /** Hosts (`host:port`) with a request queued, running or between retries. Drops to 0 when idle. */
@@ -136,7 +151,11 @@ export class Fetcher {
     const reason = new Error(CLOSED_MESSAGE);
     reason.name = 'AbortError';
     this.#closer.abort(reason);
-    for (const controller of this.#inflight) controller.abort(reason);
+    // Queued callers get no slot: they settle as closed without running.
+    let waiter = this.#waitHead;
+    this.#waitHead = this.#waitTail = undefined;
+    for (; waiter !== undefined; waiter = waiter.next) waiter.reject(reason);
+    for (const exchange of this.#inflight) exchange.cut(CLOSED_HOP, reason);
     await this.#agent.destroy().catch(() => undefined);
     await Promise.allSettled([...this.#pending]);
   }
@@ -147,9 +166,7 @@ export class Fetcher {
     if (target.kind === 'fail') return failure(target.reason, target.message, 0);
     if (target.kind === 'file') {
       try {
-        return await this.#global.add(() => readFileCapped(target.path, this.options.maxBodyBytes), {
-          signal: this.#closer.signal,
-        });
+        return await this.#withGlobalSlot(() => readFileCapped(target.path, this.options.maxBodyBytes));
       } catch {
         return failure('network_error', CLOSED_MESSAGE, 0);
       }
@@ -210,133 +227,270 @@ export class Fetcher {
     const signal = this.#closer.signal;
     try {
       // Host slot first, global slot second: waiting for a busy host must not block other hosts.
-      return await this.#hosts.run(hostKey(url), () => this.#global.add(() => this.#request(url), { signal }), signal);
+      return await this.#hosts.run(hostKey(url), () => this.#withGlobalSlot(() => this.#request(url)), signal);
     } catch (err) {
       if (signal.aborted) return CLOSED_HOP;
       return { kind: 'fail', reason: 'network_error', message: describeError(err), retryable: false };
     }
   }
 
-  /** Runs the exchange under the hard deadline: whatever the server does, this settles by totalTimeoutMs. */
-  async #request(url: URL): Promise<Hop> {
-    const { totalTimeoutMs } = this.options;
-    const controller = new AbortController();
-    this.#inflight.add(controller);
-    let timer: NodeJS.Timeout | undefined;
-    // Settles the race on our own abort even if the library were slow to notice it.
-    const cut = new Promise<Hop>((resolve) => {
-      controller.signal.addEventListener(
-        'abort',
-        () =>
-          resolve(
-            this.#closer.signal.aborted
-              ? CLOSED_HOP
-              : {
-                  kind: 'fail',
-                  reason: 'timeout',
-                  message: `no complete response within totalTimeoutMs (${totalTimeoutMs} ms)`,
-                  retryable: true,
-                },
-          ),
-        { once: true },
-      );
-      timer = setTimeout(() => {
-        const reason = new Error(`totalTimeoutMs (${totalTimeoutMs} ms) passed`);
-        reason.name = 'TimeoutError';
-        controller.abort(reason);
-      }, totalTimeoutMs);
-    });
-    try {
-      return await Promise.race([this.#exchange(url, controller.signal), cut]);
-    } finally {
-      clearTimeout(timer);
-      this.#inflight.delete(controller);
-    }
-  }
-
-  /** Sends the GET and reads the answer. Resolves with a Hop in every case, never rejects. */
-  async #exchange(url: URL, signal: AbortSignal): Promise<Hop> {
-    let response: Dispatcher.ResponseData;
-    try {
-      response = await this.#dispatcher.request({
-        origin: url.origin,
-        path: `${url.pathname}${url.search}`,
-        method: 'GET',
-        headers: { ...this.#headers },
-        signal,
+  /**
+   * Runs `task` holding one of the `concurrency` global slots, FIFO among waiters. A plain counter
+   * rather than a queue object: this runs once per request. Rejects, without running `task`, once
+   * close() has started.
+   */
+  async #withGlobalSlot<T>(task: () => Promise<T>): Promise<T> {
+    if (this.#closer.signal.aborted) throw this.#closer.signal.reason;
+    if (this.#active < this.options.concurrency) {
+      this.#active++;
+    } else {
+      // A releasing task hands its slot straight to us (#active stays the same).
+      await new Promise<void>((resolve, reject) => {
+        const waiter: Waiter = { resolve, reject, next: undefined };
+        if (this.#waitTail === undefined) this.#waitHead = waiter;
+        else this.#waitTail.next = waiter;
+        this.#waitTail = waiter;
       });
-    } catch (err) {
-      return this.#errorHop(err, signal);
     }
-    const { statusCode: status, headers, body } = response;
     try {
-      const location = first(headers.location);
-      if (REDIRECT_STATUSES.has(status) && location !== undefined) {
-        await drain(body);
-        return { kind: 'redirect', status, location };
+      return await task();
+    } finally {
+      const next = this.#waitHead;
+      if (next === undefined) {
+        this.#active--;
+      } else {
+        this.#waitHead = next.next;
+        if (this.#waitHead === undefined) this.#waitTail = undefined;
+        next.resolve();
       }
-      if (status === 429 || status >= 500) {
-        await drain(body);
-        const retryAfterMs = parseRetryAfter(headers['retry-after']);
-        return {
-          kind: 'fail',
-          reason: status === 429 ? 'rate_limited' : 'http_server_error',
-          message: `HTTP ${status}`,
-          status,
-          retryable: true,
-          ...(retryAfterMs === undefined ? {} : { retryAfterMs }),
-        };
-      }
-      if (status < 200 || status >= 300) {
-        await drain(body);
-        return { kind: 'fail', reason: 'http_status', message: `HTTP ${status}`, status, retryable: false };
-      }
-      if (this.options.respectRobots) {
-        const directive = robotsDisallow(headers['x-robots-tag'], this.#robotsAgents);
-        if (directive !== undefined) {
-          discard(body);
-          return { kind: 'fail', reason: 'robots_disallowed', message: `X-Robots-Tag: ${directive}`, status, retryable: false };
-        }
-      }
-      const { maxBodyBytes } = this.options;
-      const declared = first(headers['content-length']);
-      if (declared !== undefined && /^\d+$/.test(declared.trim()) && Number(declared) > maxBodyBytes) {
-        discard(body);
-        return tooLarge(`Content-Length ${declared.trim()}`, maxBodyBytes, status);
-      }
-      const chunks: Buffer[] = [];
-      let total = 0;
-      for await (const chunk of body as AsyncIterable<Buffer>) {
-        total += chunk.length;
-        if (total > maxBodyBytes) {
-          discard(body);
-          return tooLarge('body', maxBodyBytes, status);
-        }
-        chunks.push(chunk);
-      }
-      return { kind: 'ok', status, bytes: Buffer.concat(chunks, total), contentType: first(headers['content-type']) };
-    } catch (err) {
-      discard(body);
-      return this.#errorHop(err, signal);
     }
   }
 
-  #errorHop(err: unknown, signal: AbortSignal): Hop {
-    if (this.#closer.signal.aborted) return CLOSED_HOP;
-    if (signal.aborted) {
-      return { kind: 'fail', reason: 'timeout', message: describeError(signal.reason), retryable: true };
-    }
-    const code = errorCode(err);
-    if (code !== undefined && TIMEOUT_CODES.has(code)) {
-      return { kind: 'fail', reason: 'timeout', message: describeError(err), retryable: true };
-    }
-    return {
-      kind: 'fail',
-      reason: 'network_error',
-      message: describeError(err),
-      retryable: code === undefined || !PERMANENT_NETWORK_CODES.has(code),
-    };
+  /**
+   * Sends the GET and reads the answer under the hard deadline: whatever the server does, this
+   * settles by totalTimeoutMs. Resolves with a Hop in every case, never rejects.
+   */
+  #request(url: URL): Promise<Hop> {
+    if (this.#closer.signal.aborted) return Promise.resolve(CLOSED_HOP);
+    return new Promise<Hop>((resolve) => {
+      const exchange = new Exchange(this.#ctx, resolve);
+      this.#inflight.add(exchange);
+      try {
+        this.#dispatcher.dispatch(
+          { origin: url.origin, path: `${url.pathname}${url.search}`, method: 'GET', headers: { ...this.#headers } },
+          exchange,
+        );
+      } catch (err) {
+        exchange.onResponseError(undefined, err as Error);
+      }
+    });
   }
+}
+
+/** What every Exchange of one Fetcher shares (one object per Fetcher, not per request). */
+interface ExchangeContext {
+  readonly options: FetchOptions;
+  readonly robotsAgents: readonly string[];
+  /** Aborted by close(). */
+  readonly closer: AbortSignal;
+  /** Running exchanges; each removes itself when it settles. */
+  readonly inflight: Set<Exchange>;
+}
+
+// Where an Exchange is in the response.
+/** No final response head yet. */
+const PHASE_HEAD = 0;
+/** Collecting a 2xx body. */
+const PHASE_BODY = 1;
+/** Reading a small redirect or error body so the socket can be reused; the hop is decided. */
+const PHASE_DRAIN = 2;
+
+/**
+ * One HTTP exchange, consumed through undici's handler API: chunks are collected straight from the
+ * parser (no stream, no promise per chunk), the size cap is checked on each chunk, and the hard
+ * deadline is one timer. Settles exactly once; whatever undici reports after that is ignored.
+ */
+class Exchange implements Dispatcher.DispatchHandler {
+  readonly #ctx: ExchangeContext;
+  readonly #resolve: (hop: Hop) => void;
+  readonly #timer: NodeJS.Timeout;
+  #controller: Dispatcher.DispatchController | undefined;
+  /** Abort asked for before undici handed us a controller: applied in onRequestStart. */
+  #cancel: Error | undefined;
+  #settled = false;
+  #phase: number = PHASE_HEAD;
+  #status = 0;
+  #contentType: string | undefined;
+  /** Drain: the hop already decided. */
+  #decided: Hop | undefined;
+  #chunks: Buffer[] = [];
+  #total = 0;
+
+  constructor(ctx: ExchangeContext, resolve: (hop: Hop) => void) {
+    this.#ctx = ctx;
+    this.#resolve = resolve;
+    const { totalTimeoutMs } = ctx.options;
+    this.#timer = setTimeout(() => {
+      const reason = new Error(`totalTimeoutMs (${totalTimeoutMs} ms) passed`);
+      reason.name = 'TimeoutError';
+      this.cut(
+        {
+          kind: 'fail',
+          reason: 'timeout',
+          message: `no complete response within totalTimeoutMs (${totalTimeoutMs} ms)`,
+          retryable: true,
+        },
+        reason,
+      );
+    }, totalTimeoutMs);
+  }
+
+  /** Settles with `hop` now and drops the request (and its socket). */
+  cut(hop: Hop, reason: Error): void {
+    if (this.#settled) return;
+    this.#settle(hop);
+    this.#abort(reason);
+  }
+
+  #settle(hop: Hop): void {
+    if (this.#settled) return;
+    this.#settled = true;
+    clearTimeout(this.#timer);
+    this.#chunks = [];
+    this.#ctx.inflight.delete(this);
+    this.#resolve(hop);
+  }
+
+  #abort(reason: Error): void {
+    const controller = this.#controller;
+    if (controller === undefined) {
+      this.#cancel ??= reason;
+      return;
+    }
+    if (!controller.aborted) controller.abort(reason);
+  }
+
+  /** Settles with `hop` and drops the rest of the body with its socket. */
+  #discard(hop: Hop): void {
+    this.#settle(hop);
+    const reason = new Error('response dropped');
+    reason.name = 'AbortError';
+    this.#abort(reason);
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.#controller = controller;
+    if (this.#cancel !== undefined) controller.abort(this.#cancel);
+  }
+
+  onResponseStart(
+    controller: Dispatcher.DispatchController,
+    status: number,
+    headers: IncomingHttpHeaders,
+  ): void {
+    this.#controller = controller;
+    if (this.#settled) {
+      this.#abort(this.#cancel ?? new Error('response no longer wanted'));
+      return;
+    }
+    // Informational (1xx) heads come before the real one: wait for it, as request() does.
+    if (status < 200) return;
+    this.#status = status;
+    const location = first(headers.location);
+    if (REDIRECT_STATUSES.has(status) && location !== undefined) {
+      this.#drain({ kind: 'redirect', status, location });
+      return;
+    }
+    if (status === 429 || status >= 500) {
+      const retryAfterMs = parseRetryAfter(headers['retry-after']);
+      this.#drain({
+        kind: 'fail',
+        reason: status === 429 ? 'rate_limited' : 'http_server_error',
+        message: `HTTP ${status}`,
+        status,
+        retryable: true,
+        ...(retryAfterMs === undefined ? {} : { retryAfterMs }),
+      });
+      return;
+    }
+    if (status >= 300) {
+      this.#drain({ kind: 'fail', reason: 'http_status', message: `HTTP ${status}`, status, retryable: false });
+      return;
+    }
+    const { respectRobots, maxBodyBytes } = this.#ctx.options;
+    if (respectRobots) {
+      const directive = robotsDisallow(headers['x-robots-tag'], this.#ctx.robotsAgents);
+      if (directive !== undefined) {
+        this.#discard({ kind: 'fail', reason: 'robots_disallowed', message: `X-Robots-Tag: ${directive}`, status, retryable: false });
+        return;
+      }
+    }
+    const declared = first(headers['content-length']);
+    if (declared !== undefined && /^\d+$/.test(declared.trim()) && Number(declared) > maxBodyBytes) {
+      this.#discard(tooLarge(`Content-Length ${declared.trim()}`, maxBodyBytes, status));
+      return;
+    }
+    this.#contentType = first(headers['content-type']);
+    this.#phase = PHASE_BODY;
+  }
+
+  #drain(hop: Hop): void {
+    this.#decided = hop;
+    this.#phase = PHASE_DRAIN;
+  }
+
+  onResponseData(_controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.#settled) return;
+    this.#total += chunk.length;
+    if (this.#phase === PHASE_BODY) {
+      const { maxBodyBytes } = this.#ctx.options;
+      if (this.#total > maxBodyBytes) {
+        this.#discard(tooLarge('body', maxBodyBytes, this.#status));
+        return;
+      }
+      this.#chunks.push(chunk);
+    } else if (this.#phase === PHASE_DRAIN && this.#total > DRAIN_LIMIT_BYTES) {
+      // Too big to be worth reading: drop the socket instead.
+      this.#discard(this.#decided!);
+    }
+  }
+
+  onResponseEnd(): void {
+    if (this.#settled) return;
+    if (this.#phase === PHASE_BODY) {
+      this.#settle({
+        kind: 'ok',
+        status: this.#status,
+        bytes: Buffer.concat(this.#chunks, this.#total),
+        contentType: this.#contentType,
+      });
+    } else if (this.#phase === PHASE_DRAIN) {
+      this.#settle(this.#decided!);
+    } else {
+      this.onResponseError(undefined, new Error('the response ended before its head'));
+    }
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController | undefined, err: Error): void {
+    if (this.#settled) return;
+    // An error while draining a redirect or error body does not change the hop.
+    if (this.#phase === PHASE_DRAIN) this.#settle(this.#decided!);
+    else this.#settle(errorHop(err, this.#ctx.closer.aborted));
+  }
+}
+
+function errorHop(err: unknown, closed: boolean): Hop {
+  if (closed) return CLOSED_HOP;
+  const code = errorCode(err);
+  if (code !== undefined && TIMEOUT_CODES.has(code)) {
+    return { kind: 'fail', reason: 'timeout', message: describeError(err), retryable: true };
+  }
+  return {
+    kind: 'fail',
+    reason: 'network_error',
+    message: describeError(err),
+    retryable: code === undefined || !PERMANENT_NETWORK_CODES.has(code),
+  };
 }
 
 /** Sorts an input into http(s), a local file, or an immediate failure. */
@@ -376,17 +530,6 @@ function tooLarge(what: string, maxBodyBytes: number, status: number): Hop {
     status,
     retryable: false,
   };
-}
-
-/** Drops a body we will not read, and its socket. The stream's abort error has no one to hear it. */
-function discard(body: Dispatcher.ResponseData['body']): void {
-  body.on('error', () => undefined);
-  body.destroy();
-}
-
-/** Reads (and discards) a small error body so the socket can be reused; drops the socket if it is big. */
-async function drain(body: Dispatcher.ResponseData['body']): Promise<void> {
-  await body.dump({ limit: DRAIN_LIMIT_BYTES }).catch(() => undefined);
 }
 
 function first(value: string | string[] | undefined): string | undefined {
