@@ -7,18 +7,10 @@ import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { deflateSync } from 'node:zlib';
 import sharp from 'sharp';
-
 /** Deterministic PRNG (mulberry32): fixtures must be the same bytes on every run. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { mulberry32 as prng } from '../src/core/random.js';
+export { prng };
+
 
 /** A width x height x 3 layer of random values on a grid of `cell`-pixel squares, bilinearly smoothed. */
 function noiseLayer(width: number, height: number, cell: number, random: () => number): Float32Array {

@@ -11,6 +11,7 @@ import {
   meaninglessReason,
   type MeaninglessRule,
 } from '../src/filters/meaningless.js';
+import { mulberry32 as prng } from '../src/core/random.js';
 
 const RULE_CASES: Record<MeaninglessRule, string[]> = {
   empty: ['', ' ', '\t\n', '\u00a0\u00a0', '\u200b', '\ufeff  \u200d'],
@@ -79,17 +80,6 @@ test('labelled captions: precision of drop >= 0.98, recall >= 0.9', (t) => {
   assert.ok(e.recall >= 0.9, line);
 });
 
-/** Deterministic PRNG (mulberry32). */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = a;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const PIECES = ['<', '>', '&', ';', '#', '<img ', '</p>', '&nbsp;', '&#x', 'IMG_', 'DSC', '.jpg', '.png?', 'http://', 'www.',
   '_', '-', ' ', '\t', '(', ')', '"', '0', '123', '2020-01-01', 'photo', 'untitled', 'x', '{', '}', '/', '\\', '\u200b', '\ud800', '\udfff'];

@@ -3,6 +3,8 @@
 
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
+/** Deterministic PRNG (mulberry32) for seeded sampling. */
+export { mulberry32 as prng } from '../../src/core/random.js';
 
 export const CACHE_DIR = resolve('.cache/lang-eval');
 
@@ -64,17 +66,6 @@ export function readLabelled(path: string): Labelled[] {
   return out;
 }
 
-/** Deterministic PRNG (mulberry32) for seeded sampling. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 export function shuffle<T>(items: T[], random: () => number): T[] {
   for (let i = items.length - 1; i > 0; i--) {

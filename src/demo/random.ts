@@ -1,21 +1,15 @@
 // Seeded pseudo-random numbers for fixtures and benchmarks: the same seed gives the same sequence on
 // every platform, so generated corpora are byte-identical from run to run.
 
+import { mulberry32 } from '../core/random.js';
+
 /** A small deterministic PRNG (mulberry32) with the helpers the generators need. */
 export class Rng {
-  private state: number;
+  /** Uniform in [0, 1). */
+  readonly next: () => number;
 
   constructor(seed: number) {
-    this.state = seed >>> 0;
-  }
-
-  /** Uniform in [0, 1). */
-  next(): number {
-    this.state = (this.state + 0x6d2b79f5) >>> 0;
-    let t = this.state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    this.next = mulberry32(seed);
   }
 
   /** Uniform in [min, max). */

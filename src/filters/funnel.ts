@@ -7,6 +7,7 @@ import path from 'node:path';
 import sharp from 'sharp';
 import type { ReasonCode } from '../core/reasons.js';
 import type { Sample } from '../core/sample.js';
+import { mulberry32 } from '../core/random.js';
 
 export interface FunnelExample {
   readonly key: string;
@@ -96,16 +97,6 @@ export class Funnel {
   }
 }
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** The terminal table: one line per rule, in order. */
 export function formatFunnel(f: FunnelJson): string {
