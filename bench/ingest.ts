@@ -17,6 +17,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import sharp from 'sharp';
+import { configureSharpForStreaming } from '../src/image/process.js';
 import { runIngest } from '../src/pipeline/ingest.js';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -58,6 +59,9 @@ async function memoryServer(files: string[]): Promise<{ baseUrl: string; close()
 }
 
 async function baseline(files: string[], concurrency: number): Promise<{ images: number; seconds: number }> {
+  // The issue asks for the baseline in the same process as the pipeline, so it gets the same
+  // process-wide sharp settings the image stage applies (libvips operation cache off).
+  configureSharpForStreaming();
   const bytes = await Promise.all(files.map((f) => fs.readFile(f)));
   let next = 0;
   const t0 = performance.now();
