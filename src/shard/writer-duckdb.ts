@@ -16,6 +16,7 @@
 //   small rows; the parquetjs engine bounds row groups by bytes instead.
 // @duckdb/node-api is loaded only when this engine is asked for.
 
+import { FilipError } from '../core/errors.js';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { DuckDBAppender, DuckDBConnection, DuckDBInstance } from '@duckdb/node-api';
@@ -49,7 +50,18 @@ export function duckdbCreateTable(columns: readonly ColumnSpec[]): string {
 }
 
 export const openDuckdbSink: OpenShardSink = async (path, columns, opts) => {
-  const { DuckDBInstance } = await import('@duckdb/node-api');
+  let DuckDBInstance: typeof import('@duckdb/node-api').DuckDBInstance;
+  try {
+    ({ DuckDBInstance } = await import('@duckdb/node-api'));
+  } catch (cause) {
+    // An optional dependency: say what to do rather than surface a module-resolution stack.
+    throw new FilipError(
+      'FILIP_ERR_INVALID_OPTION',
+      'the duckdb writer needs the optional package @duckdb/node-api (npm install @duckdb/node-api), or use --writer lean',
+      { file: path, field: 'writer' },
+      { cause },
+    );
+  }
   const target = resolve(path);
   const spillDir = await mkdtemp(join(dirname(target), `.${basename(target)}.duckdb-`));
   let instance: DuckDBInstance | undefined;
