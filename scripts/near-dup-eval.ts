@@ -29,6 +29,7 @@ import sharp from 'sharp';
 import { deriveSeed, Rng } from '../src/demo/random.js';
 import { DEFAULT_NEAR_DUP_DISTANCE } from '../src/filters/phash-index.js';
 import { processImage, resolveImageOptions } from '../src/image/process.js';
+import { mapLimit } from '../src/pipeline/pool.js';
 
 const CACHE = resolve('.cache/near-dup');
 const RECALL_TARGET = 0.95;
@@ -365,18 +366,6 @@ function popcount32(word: number): number {
   return (Math.imul((v + (v >>> 4)) & 0x0f0f0f0f, 0x01010101) >>> 24) & 0xff;
 }
 
-async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T, i: number) => Promise<R>): Promise<R[]> {
-  const out: R[] = new Array(items.length);
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await fn(items[i]!, i);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return out;
-}
 
 function fnv1a(s: string): number {
   let h = 0x811c9dc5;

@@ -15,6 +15,7 @@ import type { ReasonCode } from '../core/reasons.js';
 import { hammingDistance, imageHash } from './phash.js';
 import { deriveSeed, Rng } from './random.js';
 import { planScene, renderScene, scaleObjects, type DemoBackground, type DemoObject, type SceneSpec } from './scene.js';
+import { mapLimit } from '../pipeline/pool.js';
 
 export {
   DEMO_COLOURS,
@@ -519,18 +520,6 @@ async function planCorpus(rng: Rng, sceneCount: number): Promise<Layout> {
   return { plans, dependents };
 }
 
-async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T, i: number) => Promise<R>): Promise<R[]> {
-  const out = new Array<R>(items.length);
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await fn(items[i]!, i);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return out;
-}
 
 /** Shuffles, then puts each copy in the last quarter, after its original, so "seen first" is clear. */
 function order(rng: Rng, layout: Layout): Plan[] {

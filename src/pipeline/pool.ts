@@ -68,3 +68,17 @@ export async function* orderedMap<T, R>(
     if (!exhausted) await iterator.return?.();
   }
 }
+
+/** Runs `fn` over an array with at most `limit` calls at once; results keep the array's order. */
+export async function mapLimit<T, R>(items: readonly T[], limit: number, fn: (item: T, i: number) => Promise<R>): Promise<R[]> {
+  const out = new Array<R>(items.length);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i]!, i);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return out;
+}
