@@ -11,7 +11,7 @@ import { filterSamples, prepareFilter, resolveFilterOptions, type FilterContext,
 import { Funnel, formatFunnel, writeFunnelReport } from '../filters/funnel.js';
 import { iterateShard } from '../shard/reader.js';
 import { WRITER_ENGINES, type WriterEngine } from '../shard/writer.js';
-import { openOutput, readRejects, ShardSink, SUMMARY_FILE, writeFileAtomic, type OutputState } from './output.js';
+import { drainInto, openOutput, readRejects, ShardSink, SUMMARY_FILE, writeFileAtomic, type OutputState } from './output.js';
 import { PROGRESS_MODES, Progress, type ProgressMode } from './progress.js';
 import { committedShards, countShardRows, outputCaptions, readShardSamples } from './shard-source.js';
 
@@ -112,16 +112,8 @@ export async function runFilter(input: FilterRunInput): Promise<FilterRunSummary
       },
       state,
     );
-    try {
-      for await (const sample of filterSamples(readShardSamples(files, state.nextIndex), ctx, funnel)) {
-        progress.tick(sample);
-        await sink.write(sample);
-      }
-      await sink.close();
-    } catch (error) {
-      await sink.abort();
-      throw error;
-    }
+    const ticker = progress;
+    await drainInto(sink, filterSamples(readShardSamples(files, state.nextIndex), ctx, funnel), (s) => ticker.tick(s));
   } finally {
     progress?.stop();
     await ctx.close();

@@ -24,6 +24,7 @@ import { Funnel, formatFunnel, writeFunnelReport, type FunnelJson } from '../fil
 import { DedupeIndex, dedupeContent, dedupeUrls } from './dedupe.js';
 import { restoreKeptIndex, seedFunnel } from './filter-run.js';
 import {
+  drainInto,
   openOutput,
   readRejects,
   recoverOutput,
@@ -214,12 +215,6 @@ async function download(sample: Sample, fetcher: Fetcher, image: ImageOptions): 
   return sample;
 }
 
-async function* tap(source: AsyncIterable<Sample>, fn: (s: Sample) => void): AsyncGenerator<Sample> {
-  for await (const s of source) {
-    fn(s);
-    yield s;
-  }
-}
 
 export async function runIngest(input: IngestInput): Promise<RunSummary> {
   const o = resolveIngestOptions(input);
@@ -283,14 +278,10 @@ export async function runIngest(input: IngestInput): Promise<RunSummary> {
     });
     const deduped = dedupeContent(downloaded, index, { images: o.dedupe.images, pairs: o.dedupe.pairs });
     const filtered = filter ? filterSamples(deduped, filter.ctx, filter.funnel) : deduped;
-    for await (const sample of tap(filtered, (s) => progress.tick(s))) {
+    await drainInto(sink, filtered, (sample) => {
+      progress.tick(sample);
       if (sample.status === 'rejected' && sample.reason) byReason[sample.reason] = (byReason[sample.reason] ?? 0) + 1;
-      await sink.write(sample);
-    }
-    await sink.close();
-  } catch (error) {
-    await sink.abort();
-    throw error;
+    });
   } finally {
     progress.stop();
     await fetcher.close();

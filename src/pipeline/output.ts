@@ -304,6 +304,23 @@ export class ShardSink {
   }
 }
 
+/**
+ * Writes every sample into the sink and commits the last window. On any error the open window is
+ * dropped, not committed: its rows are redone by the next run, as after a kill.
+ */
+export async function drainInto(sink: ShardSink, samples: AsyncIterable<Sample>, onSample: (s: Sample) => void): Promise<void> {
+  try {
+    for await (const sample of samples) {
+      onSample(sample);
+      await sink.write(sample);
+    }
+    await sink.close();
+  } catch (error) {
+    await sink.abort();
+    throw error;
+  }
+}
+
 interface Window {
   inputStart: number;
   inputEnd: number;
