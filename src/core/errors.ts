@@ -9,6 +9,12 @@ export const ERROR_CODES = {
   FILIP_ERR_NO_INPUT: 'no manifest files were found',
   FILIP_ERR_RESUME_MISMATCH: 'the output folder holds a run with different inputs or options',
   FILIP_ERR_SHARD: 'a shard file cannot be written or read',
+  FILIP_ERR_TRANSLATOR: 'a translation engine is missing, misconfigured or unreachable',
+  FILIP_ERR_MODEL_FILES: 'a model folder lacks the files an engine or checkpoint needs',
+  FILIP_ERR_TOKENIZER: 'a tokenizer file cannot be read, or the tokenizer cannot be trained',
+  FILIP_ERR_CHECKPOINT: 'a checkpoint cannot be written, read, or does not fit the run',
+  FILIP_ERR_BACKEND: 'the requested compute backend cannot be loaded',
+  FILIP_ERR_QUEUE: 'the job queue (Redis) cannot be reached or holds inconsistent state',
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

@@ -31,6 +31,23 @@ export interface SampleImage {
   readonly phash: string;
 }
 
+/** One back-translated caption: caption -> pivot language -> English (shard stage). */
+export interface CaptionTranslation {
+  /** ISO 639-3 code of the pivot language, e.g. 'deu', 'rus', 'spa'. */
+  readonly pivot: string;
+  /** Engine that produced it, e.g. 'apertium', 'marian', 'http'. */
+  readonly engine: string;
+  readonly text: string;
+}
+
+/** A back-translation that failed: the row is kept with its original caption, and this says why. */
+export interface TranslationFailure {
+  readonly pivot: string;
+  readonly engine: string;
+  readonly reason: ReasonCode;
+  readonly message: string;
+}
+
 export type SampleStatus = 'pending' | 'ok' | 'rejected';
 
 /** Values of manifest columns the user asked to keep (`--keep-cols`), stored as strings or null. */
@@ -53,6 +70,12 @@ export interface Sample {
   /** HTTP status of the final response, when there was one. */
   httpStatus?: number;
   image?: SampleImage;
+  /** Shard stage: extra captions from back-translation, one per pivot that succeeded. */
+  backTranslations?: CaptionTranslation[];
+  /** Shard stage: pivots whose back-translation failed (the sample is kept). */
+  translationFailures?: TranslationFailure[];
+  /** Shard stage: K AutoAugment views of the image, encoded in the image's format, view 0 first. */
+  views?: Buffer[];
 }
 
 export function makeKey(fileIndex: number, row: number): string {

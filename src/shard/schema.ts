@@ -73,3 +73,36 @@ export function sampleToRow(sample: Sample, keepCols: readonly string[]): ShardR
 export function shardName(n: number, ext = 'parquet'): string {
   return `${String(n).padStart(5, '0')}.${ext}`;
 }
+
+// ---- Training shards (`filip-data shard`): the ingest columns plus the shard stage's additions. ----
+
+/** JSON array of {pivot, engine, text}, "[]" when none. */
+export const BACK_TRANSLATIONS_COLUMN = 'back_translations';
+/** JSON array of {pivot, engine, reason, message}, "[]" when none. */
+export const TRANSLATION_FAILURES_COLUMN = 'translation_failures';
+/** AutoAugment views are binary columns view_0 ... view_{K-1}. */
+export const VIEW_PREFIX = 'view_';
+
+export function trainingShardColumns(keepCols: readonly string[], views: number): ColumnSpec[] {
+  const cols = shardColumns(keepCols);
+  cols.push(
+    { name: BACK_TRANSLATIONS_COLUMN, type: 'utf8', nullable: false, doc: 'JSON array of back-translated captions: [{"pivot":"deu","engine":"apertium","text":"..."}]' },
+    { name: TRANSLATION_FAILURES_COLUMN, type: 'utf8', nullable: false, doc: 'JSON array of failed back-translations: [{"pivot","engine","reason","message"}]; the row is kept' },
+  );
+  for (let v = 0; v < views; v++) {
+    cols.push({ name: `${VIEW_PREFIX}${v}`, type: 'binary', nullable: false, doc: `AutoAugment view ${v} of the image, same format as image, seeded by (seed, key, ${v})` });
+  }
+  return cols;
+}
+
+export function sampleToTrainingRow(sample: Sample, keepCols: readonly string[], views: number): ShardRow {
+  const row = sampleToRow(sample, keepCols);
+  row[BACK_TRANSLATIONS_COLUMN] = JSON.stringify(sample.backTranslations ?? []);
+  row[TRANSLATION_FAILURES_COLUMN] = JSON.stringify(sample.translationFailures ?? []);
+  for (let v = 0; v < views; v++) {
+    const b = sample.views?.[v];
+    if (b === undefined) throw new Error(`sampleToTrainingRow: sample ${sample.key} lacks view ${v}`);
+    row[`${VIEW_PREFIX}${v}`] = b;
+  }
+  return row;
+}
