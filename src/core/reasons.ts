@@ -33,9 +33,9 @@ export const REASONS = {
   near_duplicate: 'the perceptual hash is within the distance threshold of an image kept earlier',
   contaminated: 'the image is a near duplicate of an image of a user-given evaluation set',
   too_few_words: 'the caption has too few words or characters (datacomp-basic preset)',
-  // shard stage: recorded on kept rows, never a reason to drop one
+  // shard stage: translation_failed is recorded on kept rows; augment_failed rejects the row
   translation_failed: 'the translator failed or returned nothing for this caption and pivot (row kept)',
-  augment_failed: 'AutoAugment could not decode or encode this image (row kept without views)',
+  augment_failed: 'AutoAugment could not decode or encode this image (the row goes to the reject log)',
 } as const;
 
 export type ReasonCode = keyof typeof REASONS;
