@@ -1,5 +1,7 @@
 // The demo end to end (the default corpus): every planted case, ingest and filter, is rejected for its
-// planted reason, case by case; every row meant to survive is in the filtered shards.
+// planted reason, case by case; every row meant to survive is in the filtered shards; and the shard step
+// puts every kept row, with its back-translations and view, in exactly one final shard (read back here
+// with hyparquet, not through the demo's own check).
 import assert from 'node:assert/strict';
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
@@ -7,7 +9,7 @@ import path from 'node:path';
 import { Writable } from 'node:stream';
 import { after, test } from 'node:test';
 import { runDemo } from '../src/demo/run.js';
-import { readOutput } from './helpers/read.js';
+import { readOutput, readShardFile } from './helpers/read.js';
 
 const tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'filip-demo-'));
 after(() => fs.rm(tmp, { recursive: true, force: true }));
@@ -51,4 +53,39 @@ test('demo: planted cases get their reasons at the right stage; the rest is kept
   assert.match(report, /0 rows differ from expected\.json/);
   const html = await fs.readFile(path.join(result.filterDir, 'report.html'), 'utf8');
   assert.match(html, /<img src="data:image\/jpeg;base64,/);
+
+  // ---- the shard step ----
+  assert.deepEqual(result.shardProblems, [], 'the demo found no problem in its shards');
+  const keptRows = new Map(filtered.rows.map((r) => [String(r.key), r]));
+  const sizes = JSON.parse(await fs.readFile(path.join(result.shardDir, 'sizes.json'), 'utf8')) as Record<string, number>;
+  const sum = Object.values(sizes).reduce((a, n) => a + n, 0);
+  assert.equal(sum, keptRows.size, 'sizes.json sums to the rows the filter kept');
+  const onDisk = (await fs.readdir(result.shardDir)).filter((n) => /^\d{5}\.parquet$/.test(n)).sort();
+  assert.deepEqual(Object.keys(sizes).sort(), onDisk, 'sizes.json lists exactly the shard files');
+  const shardOf = new Map<string, string[]>();
+  let translated = 0;
+  for (const file of onDisk) {
+    const rows = await readShardFile(path.join(result.shardDir, file));
+    assert.equal(rows.length, sizes[file], `${file} holds what sizes.json says`);
+    for (const r of rows) {
+      const key = String(r.key);
+      shardOf.set(key, [...(shardOf.get(key) ?? []), file]);
+      const src = keptRows.get(key);
+      assert.ok(src, `${key} in ${file} was kept by the filter`);
+      assert.equal(r.caption, src.caption, `${key}: caption unchanged`);
+      assert.ok(Buffer.from(r.image as Uint8Array).equals(Buffer.from(src.image as Uint8Array)), `${key}: image unchanged`);
+      const view = Buffer.from(r.view_0 as Uint8Array);
+      assert.ok(view.length > 0 && view[0] === 0xff && view[1] === 0xd8, `${key}: view_0 is a JPEG`);
+      // Each pivot is accounted for once: a back-translation, or a failure recorded on the kept row.
+      const done = (JSON.parse(String(r.back_translations)) as { pivot: string; engine: string }[]).map((t) => `${t.pivot}/${t.engine}`);
+      const failed = (JSON.parse(String(r.translation_failures)) as { pivot: string; engine: string }[]).map((t) => `${t.pivot}/${t.engine}`);
+      assert.deepEqual([...done, ...failed].sort(), ['cat/apertium', 'spa/apertium'], `${key}: each pivot translated or its failure recorded`);
+      translated += done.length;
+    }
+  }
+  for (const key of keptRows.keys()) assert.deepEqual(shardOf.get(key)?.length, 1, `kept key ${key} is in exactly one shard (${shardOf.get(key)?.join(', ') ?? 'none'})`);
+  assert.equal(shardOf.size, keptRows.size, 'no other key in the shards');
+  assert.equal(result.shard.counts.ok, keptRows.size);
+  // Apertium handles plain English captions: failures are the exception, not the rule.
+  assert.ok(translated >= 0.9 * 2 * keptRows.size, `${translated} back-translations for ${keptRows.size} kept rows and 2 pivots`);
 });

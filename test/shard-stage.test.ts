@@ -11,6 +11,7 @@ import { after, before, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import sharp from 'sharp';
 import { FilipError } from '../src/core/errors.js';
+import { openShardStream } from '../src/data/index.js';
 import { makeKey, type Sample } from '../src/core/sample.js';
 import { openOutput, ShardSink } from '../src/pipeline/output.js';
 import { resolveShardRunOptions, runShard, type ShardRunInput } from '../src/pipeline/shard-run.js';
@@ -103,17 +104,22 @@ test('every input row lands in exactly one shard; shards are fixed size; sizes.j
   assert.deepEqual(leftovers, [], 'no temporary files or work folder left');
 });
 
-test('the order is a seeded shuffle of the whole input, not of a window', async () => {
+test('the order is a seeded shuffle of the whole input, not of a window', async (t) => {
   const order = async (seed: number, bucketBytes: number) => {
     const out = path.join(tmp, `order-${seed}-${bucketBytes}`);
     const summary = await runShard({ ...quiet, input, output: out, samplesPerShard: 30, seed, bucketBytes });
-    return { keys: (await readAll(out)).rows.map((r) => Number(String(r.key).slice(4))), buckets: summary.buckets };
+    return { keys: (await readAll(out)).rows.map((r) => Number(String(r.key).slice(4))), buckets: summary.buckets, largest: summary.largestBucketBytes };
   };
   // About 3 KB per sample: 20 KB buckets give many buckets, so the external path is the one tested.
   const a = await order(1, 20_000);
   const again = await order(1, 20_000);
   const b = await order(2, 20_000);
   assert.ok(a.buckets >= 5, `several buckets (${a.buckets})`);
+  // Bounded memory: the gather holds one bucket, about bucketBytes, not the input.
+  let inputBytes = 0;
+  for (const b of inputImages.values()) inputBytes += b.length;
+  t.diagnostic(`${a.buckets} buckets of 20,000 bytes asked; the largest holds ${a.largest} bytes; ${inputBytes} bytes of images in all`);
+  assert.ok(a.largest <= 3 * 20_000 && a.largest < inputBytes / 3, `largest bucket ${a.largest} bytes of ${inputBytes} bytes of images`);
   assert.deepEqual(a.keys, again.keys, 'same seed, same order');
   assert.notDeepEqual(a.keys, b.keys, 'another seed, another order');
   assert.notDeepEqual(a.keys, [...a.keys].sort((x, y) => x - y), 'not the input order');
@@ -207,6 +213,49 @@ test('a rerun with another seed on a committed output is a resume mismatch', asy
   // --overwrite starts again with the new seed.
   await runShard({ ...quiet, input, output: out, samplesPerShard: 50, seed: 2, overwrite: true });
   assert.equal((await readAll(out)).rows.length, N);
+});
+
+test('defaults: 10,000 samples per shard, Parquet, seed 0, no views, Apertium', () => {
+  const o = resolveShardRunOptions({ input: 'x' });
+  assert.equal(o.samplesPerShard, 10_000);
+  assert.equal(o.format, 'parquet');
+  assert.equal(o.seed, 0);
+  assert.equal(o.augment.views, 0);
+  assert.equal(o.translate.engine, 'apertium');
+});
+
+test('the trainer\'s stream reads ingest/filter shards (no back_translations column) as empty lists, shard output with its back-translations', async () => {
+  // The input folder is an ingest output: its shards have no back_translations and no view columns.
+  const seen = new Map<string, { caption: string; bt: unknown; views: number; image: Buffer }>();
+  for await (const s of await openShardStream(input, { shuffleShards: false })) {
+    seen.set(s.key, { caption: s.caption, bt: s.backTranslations, views: s.views.length, image: s.image });
+  }
+  assert.equal(seen.size, N);
+  for (const [key, s] of seen) {
+    assert.deepEqual(s.bt, [], `${key}: no back-translations`);
+    assert.equal(s.views, 0, `${key}: no views`);
+    assert.equal(s.caption, inputCaptions.get(key));
+    assert.ok(s.image.equals(inputImages.get(key)!), `${key}: image`);
+  }
+  // A caption-only read of the same folder works too (what a tokenizer trainer asks for).
+  let n = 0;
+  for await (const s of await openShardStream(input, { columns: ['caption', 'backTranslations'] })) n += s.backTranslations.length === 0 ? 1 : 0;
+  assert.equal(n, N);
+
+  // A shard output: the stream gives the stored back-translations, as hyparquet reads them.
+  const src = path.join(tmp, 'input-stream');
+  await makeInput(src, 3);
+  const out = path.join(tmp, 'stream-out');
+  await runShard({ input: src, output: out, progress: 'none', translate: { engine: 'apertium', pivots: ['spa'], cacheDir: null } });
+  const stored = new Map((await readAll(out)).rows.map((r) => [String(r.key), JSON.parse(String(r.back_translations))]));
+  let read = 0;
+  for await (const s of await openShardStream(out, { columns: ['caption', 'backTranslations'] })) {
+    read++;
+    assert.deepEqual(s.backTranslations, stored.get(s.key), s.key);
+    assert.deepEqual(s.backTranslations.map((t) => [t.pivot, t.engine]), [['spa', 'apertium']]);
+    assert.match(s.backTranslations[0]!.text, /house|home/i);
+  }
+  assert.equal(read, 3);
 });
 
 // ---- kill -9 and rerun, with the real CLI ----

@@ -1,15 +1,19 @@
 // WebDataset shards: our ustar writer is read by the system `tar` and by Python's tarfile in stream
 // mode (what the webdataset package uses under open_clip) byte for byte; `shard --format webdataset`
 // writes KEY.jpg / KEY.txt / KEY.json / KEY.view0.jpg members grouped by key, the same images, views and
-// captions as the Parquet format, and sizes.json counts the tar samples.
+// captions as the Parquet format, and sizes.json counts the tar samples; a SIGKILL in either phase
+// followed by the same command gives the tars of an uninterrupted run; and the trainer's stream reads an
+// img2dataset-style tar (no back_translations in KEY.json) with empty back-translation lists.
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { FilipError } from '../src/core/errors.js';
 import { makeKey } from '../src/core/sample.js';
+import { openShardStream } from '../src/data/index.js';
 import { openOutput, ShardSink } from '../src/pipeline/output.js';
 import { runShard } from '../src/pipeline/shard-run.js';
 import { tarHeader, TarWriter } from '../src/shard/webdataset.js';
@@ -179,4 +183,162 @@ test('shard --format webdataset: img2dataset members, grouped by key, same conte
   const card = JSON.parse(await fs.readFile(path.join(wds, 'dataset_card.json'), 'utf8'));
   assert.equal(card.format, 'webdataset');
   assert.ok(card.schema.some((s: { name: string }) => s.name === 'KEY.view0.jpg' || s.name === 'KEY.viewN.jpg'));
+});
+
+// ---- kill -9 and rerun, with the real CLI ----
+
+const CLI = path.resolve('bin/filip-data.js');
+
+/** An ingest-like output folder of `n` rows, written with the real ShardSink. */
+async function makeInput(dir: string, n: number, shardSize: number, size: number): Promise<void> {
+  const state = await openOutput(dir, 'filip-data ingest', { test: true }, true);
+  const sink = new ShardSink({ dir, shardSize, engine: 'lean', keepCols: [], kind: 'ingest' }, state);
+  for (let i = 0; i < n; i++) {
+    await sink.write({
+      key: makeKey(0, i),
+      index: i,
+      url: `http://127.0.0.1/img/${i}.jpg`,
+      caption: `a small red house number ${i}`,
+      source: { file: 'manifest.tsv', row: i },
+      extra: {},
+      status: 'ok',
+      image: { bytes: await noiseJpeg(3000 + i, size, size), format: 'jpeg', width: size, height: size, originalWidth: 400, originalHeight: 300, sha256: 'ef'.repeat(32), phash: '0123456789abcdef' },
+    });
+  }
+  await sink.close();
+}
+
+function cliArgs(src: string, out: string): string[] {
+  // Small buckets and scatter buffer: the scatter checkpoints every few rows, so a kill there resumes mid-way.
+  return [CLI, 'shard', src, '-o', out, '--format', 'webdataset', '--samples-per-shard', '10', '--seed', '9', '--augment-views', '1', '--translate', 'none', '--bucket-mb', '0.05', '--scatter-buffer-mb', '0.02', '--progress', 'log'];
+}
+
+function runCli(args: string[]): Promise<void> {
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  child.stderr.on('data', (d) => (err += d));
+  return new Promise((resolve, reject) => {
+    child.on('error', reject);
+    child.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`exit ${code}: ${err}`))));
+  });
+}
+
+/** Starts the command and SIGKILLs it as soon as `ready()` holds (or when it would finish anyway). */
+async function killWhen(args: string[], ready: () => Promise<boolean>): Promise<void> {
+  const child = spawn(process.execPath, args, { stdio: 'ignore' });
+  const exited = new Promise((r) => child.on('exit', r));
+  const deadline = Date.now() + 120_000;
+  while (!(await ready()) && Date.now() < deadline && child.exitCode === null) await sleep(5);
+  child.kill('SIGKILL');
+  await exited;
+}
+
+async function names(dir: string): Promise<string[]> {
+  return (await fs.readdir(dir).catch(() => [] as string[])).sort();
+}
+
+async function countStats(dir: string): Promise<number> {
+  return (await names(dir)).filter((n) => n.endsWith('_stats.json')).length;
+}
+
+async function scatterProgress(dir: string): Promise<{ done: boolean; inputEnd: number } | undefined> {
+  try {
+    return JSON.parse(await fs.readFile(path.join(dir, '_shuffle.json'), 'utf8'));
+  } catch {
+    return undefined;
+  }
+}
+
+/** Every tar shard of a folder as the system tar sees it: member names in order, and each member's bytes. */
+async function tarContents(dir: string, into: string): Promise<Map<string, { members: string[]; data: Map<string, Buffer> }>> {
+  const out = new Map<string, { members: string[]; data: Map<string, Buffer> }>();
+  for (const file of (await names(dir)).filter((n) => /^\d{5}\.tar$/.test(n))) {
+    const members = execFileSync('tar', ['-tf', path.join(dir, file)], { encoding: 'utf8' }).trim().split('\n');
+    const x = path.join(into, file);
+    await fs.mkdir(x, { recursive: true });
+    execFileSync('tar', ['-xf', path.join(dir, file), '-C', x]);
+    const data = new Map<string, Buffer>();
+    for (const m of members) data.set(m, await fs.readFile(path.join(x, m)));
+    out.set(file, { members, data });
+  }
+  return out;
+}
+
+test('SIGKILL in the scatter and in the tar writing, then the same command: the tars of an uninterrupted run', async (t) => {
+  const src = path.join(tmp, 'input-kill');
+  await makeInput(src, 200, 50, 96);
+  const clean = path.join(tmp, 'kill-clean');
+  await runCli(cliArgs(src, clean));
+  const expected = await tarContents(clean, path.join(tmp, 'x-clean'));
+  assert.equal(expected.size, 20, '200 samples in tars of 10');
+
+  // 1. Killed while scattering: after a checkpoint, before the scatter is done.
+  const killed = path.join(tmp, 'kill-resumed');
+  await killWhen(cliArgs(src, killed), async () => {
+    const p = await scatterProgress(killed);
+    return p !== undefined && p.inputEnd >= 40;
+  });
+  const mid = await scatterProgress(killed);
+  assert.ok(mid && !mid.done && mid.inputEnd < 200, `killed mid-scatter (${JSON.stringify(mid && { done: mid.done, inputEnd: mid.inputEnd })})`);
+  assert.equal(await countStats(killed), 0);
+
+  // 2. Resumed, and killed again once a few tars are committed, preferably while the next one is being
+  // written (a .NNNNN.tar.tmp on disk).
+  await killWhen(cliArgs(src, killed), async () => {
+    const n = await names(killed);
+    const stats = n.filter((x) => x.endsWith('_stats.json')).length;
+    return (stats >= 3 && n.some((x) => /^\.\d{5}\.tar\.tmp$/.test(x))) || stats >= 8;
+  });
+  const partial = await countStats(killed);
+  assert.ok(partial >= 3 && partial < expected.size, `killed while writing tars (${partial} of ${expected.size})`);
+  const leftAfterKill = (await names(killed)).filter((x) => x.endsWith('.tmp'));
+  t.diagnostic(`second kill after ${partial} committed tars; temporary files left by it: ${leftAfterKill.join(', ') || 'none'}`);
+
+  // 3. Finished by the same command.
+  await runCli(cliArgs(src, killed));
+  const resumed = await tarContents(killed, path.join(tmp, 'x-resumed'));
+  assert.deepEqual([...resumed.keys()], [...expected.keys()], 'same tar files');
+  const keys = new Set<string>();
+  for (const [file, want] of expected) {
+    const got = resumed.get(file)!;
+    assert.deepEqual(got.members, want.members, `${file}: same members in the same order`);
+    for (const m of want.members) assert.ok(got.data.get(m)!.equals(want.data.get(m)!), `${file}: ${m} byte for byte`);
+    for (const m of got.members) keys.add(m.slice(0, m.indexOf('.')));
+    assert.ok((await fs.readFile(path.join(killed, file))).equals(await fs.readFile(path.join(clean, file))), `${file}: the whole archive is identical`);
+  }
+  assert.equal(keys.size, 200, 'every input row once');
+  for (const f of ['sizes.json', 'dataset_card.json', 'dataset_card.md']) {
+    assert.equal(await fs.readFile(path.join(killed, f), 'utf8'), await fs.readFile(path.join(clean, f), 'utf8'), f);
+  }
+  const left = (await names(killed)).filter((n) => n.endsWith('.tmp') || n === '.work');
+  assert.deepEqual(left, [], `no temporary files or work folder left (after the kill: ${leftAfterKill.join(', ') || 'none'})`);
+});
+
+test('the trainer\'s stream reads an img2dataset-style tar: KEY.json without back_translations gives an empty list', async () => {
+  const dir = path.join(tmp, 'img2dataset');
+  await fs.mkdir(dir);
+  const images: Buffer[] = [];
+  const w = await TarWriter.open(path.join(dir, '00000.tar'));
+  for (let i = 0; i < 4; i++) {
+    const key = String(i).padStart(9, '0'); // img2dataset's keys: shard and row, 9 digits
+    images.push(await noiseJpeg(4000 + i, 40, 30));
+    await w.add(`${key}.jpg`, images[i]!);
+    await w.add(`${key}.txt`, Buffer.from(`a caption ${i}`));
+    const meta = { url: `http://x/${i}.jpg`, caption: `a caption ${i}`, key, status: 'success', error_message: null, width: 40, height: 30, original_width: 400, original_height: 300, exif: '{}', sha256: 'ab'.repeat(32) };
+    await w.add(`${key}.json`, Buffer.from(JSON.stringify(meta)));
+  }
+  await w.close();
+  const got: { key: string; caption: string; bt: unknown; views: number; image: Buffer; size: [number, number]; format: string }[] = [];
+  for await (const s of await openShardStream(dir, { shuffleShards: false })) {
+    got.push({ key: s.key, caption: s.caption, bt: s.backTranslations, views: s.views.length, image: s.image, size: [s.width, s.height], format: s.imageFormat });
+  }
+  assert.deepEqual(got.map((g) => g.key), ['000000000', '000000001', '000000002', '000000003']);
+  got.forEach((g, i) => {
+    assert.deepEqual(g.bt, [], `${g.key}: no back-translations`);
+    assert.equal(g.views, 0);
+    assert.equal(g.caption, `a caption ${i}`);
+    assert.ok(g.image.equals(images[i]!));
+    assert.deepEqual(g.size, [40, 30]);
+    assert.equal(g.format, 'jpeg');
+  });
 });

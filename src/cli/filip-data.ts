@@ -7,12 +7,14 @@ import { FilipError } from '../core/errors.js';
 import { demoCommand } from './commands/demo.js';
 import { filterCommand } from './commands/filter.js';
 import { ingestCommand } from './commands/ingest.js';
+import { shardCommand } from './commands/shard.js';
 
 export async function main(argv: string[]): Promise<void> {
   await yargs(argv)
     .scriptName('filip-data')
     .command(ingestCommand as never)
     .command(filterCommand as never)
+    .command(shardCommand as never)
     .command(demoCommand as never)
     .demandCommand(1, 'name a command: ingest, filter or demo')
     .strict()

@@ -46,7 +46,10 @@ export async function openParquetShard(file: string, fields: ReadonlySet<StreamF
 
   const columns = ['key'];
   if (fields.has('caption')) columns.push('caption');
-  if (fields.has('backTranslations')) columns.push(BACK_TRANSLATIONS_COLUMN);
+  // Ingest and filter shards (and other producers') have no back_translations column: like a shard
+  // without views, they give the group as an empty list, so a caller need not probe the files first.
+  const withTranslations = fields.has('backTranslations');
+  if (withTranslations && present.has(BACK_TRANSLATIONS_COLUMN)) columns.push(BACK_TRANSLATIONS_COLUMN);
   if (fields.has('image')) columns.push('image', 'image_format', 'width', 'height');
   if (fields.has('views')) for (let v = 0; v < views; v++) columns.push(`${VIEW_PREFIX}${v}`);
   for (const c of columns) {
@@ -58,8 +61,9 @@ export async function openParquetShard(file: string, fields: ReadonlySet<StreamF
   function toSample(r: Record<string, unknown>, row: number): AnySample {
     const at = (field: string) => ({ file, row, field });
     const s: AnySample = { key: text(r.key, at('key')), shard: name, row };
-    // A shard written with no views still gives the views group: an empty list.
+    // A shard written with no views (or no back-translations) still gives the group: an empty list.
     if (withViews) s.views = [];
+    if (withTranslations) s.backTranslations = [];
     for (const c of columns) {
       switch (c) {
         case 'key':

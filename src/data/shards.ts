@@ -47,7 +47,7 @@ function formatOf(name: string): ShardFileFormat | undefined {
 /** Groups of fields a stream can read. Value = the columns behind it (docs, --help). */
 export const STREAM_FIELDS = {
   caption: 'caption: the caption column',
-  backTranslations: 'backTranslations: the back_translations column (JSON), parsed',
+  backTranslations: 'backTranslations: the back_translations column (JSON), parsed (an empty list when the shard has none)',
   image: 'image, imageFormat, width, height: the image column and its format and stored size',
   views: 'views: the AutoAugment columns view_0 ... view_{K-1} (an empty list when the shard has none)',
 } as const;

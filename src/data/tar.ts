@@ -198,7 +198,11 @@ function tarReader(file: string, samples: readonly TarSample[], fields: Readonly
           json = value as Record<string, unknown>;
         }
         if (fields.has('caption')) out.caption = member('txt').toString('utf8');
-        if (fields.has('backTranslations')) out.backTranslations = checkBackTranslations(json!.back_translations, at('back_translations'));
+        if (fields.has('backTranslations')) {
+          // img2dataset's KEY.json has no back_translations: an empty list, as for a Parquet shard without the column.
+          const value = json!.back_translations;
+          out.backTranslations = value === undefined ? [] : checkBackTranslations(value, at('back_translations'));
+        }
         if (fields.has('image')) {
           const ext = imageExtension(s)!;
           out.image = bytes(member(ext), at(`${s.key}.${ext}`));

@@ -6,6 +6,8 @@ import path from 'node:path';
 import { formatFilterSummary, runFilter, type FilterRunSummary } from '../pipeline/filter-run.js';
 import { formatSummary, runIngest, type RunSummary } from '../pipeline/ingest.js';
 import { readRejects } from '../pipeline/output.js';
+import { checkShardOutput, formatShardSummary, runShard, type ShardRunSummary } from '../pipeline/shard-run.js';
+import { committedShards, readShardSamples } from '../pipeline/shard-source.js';
 import type { ProgressMode } from '../pipeline/progress.js';
 import { generateDemoCorpus, loadDemoCorpus, writeDemoManifest, type DemoCorpus } from './corpus.js';
 import { DEMO_IMAGE_OPTIONS } from './phash.js';
@@ -40,6 +42,11 @@ export interface DemoResult {
   readonly checks: PlantedCheck[];
   readonly ingestDir: string;
   readonly filterDir: string;
+  /** The final training shards (apertium back-translation, one AutoAugment view). */
+  readonly shard: ShardRunSummary;
+  readonly shardDir: string;
+  /** Where the shards disagree with the filter output (sizes.json total, keys lost or doubled); empty when right. */
+  readonly shardProblems: string[];
 }
 
 async function corpusFor(dir: string, seed: number, scenes: number): Promise<DemoCorpus> {
@@ -107,5 +114,33 @@ export async function runDemo(partial: Partial<DemoOptions> = {}): Promise<DemoR
   for (const c of checks) {
     say(`  row ${String(c.row).padStart(4)}  ${c.stage.padEnd(6)}  ${c.expected === c.got ? 'ok  ' : 'MISS'}  ${c.got.padEnd(18)} ${c.note}`);
   }
-  return { corpus, ingest, filter, checks, ingestDir, filterDir };
+
+  const shardDir = path.join(o.output, 'final');
+  say(`shard (apertium back-translation, 1 AutoAugment view, seed ${o.seed}) -> ${shardDir}`);
+  const shard = await runShard({
+    input: filterDir,
+    output: shardDir,
+    overwrite: true,
+    samplesPerShard: 100,
+    seed: o.seed,
+    augment: { views: 1 },
+    translate: { engine: 'apertium' },
+    progress: o.progress,
+  });
+  say(formatShardSummary(shard));
+  const found = await checkShardOutput(shardDir);
+  const shardProblems = [...found.problems];
+  const total = Object.values(found.sizes).reduce((a, n) => a + n, 0);
+  if (total !== filter.kept) shardProblems.push(`sizes.json sums to ${total}, the filter kept ${filter.kept}`);
+  const inShards = new Set(found.keys);
+  for await (const s of readShardSamples(await committedShards(filterDir))) {
+    if (!inShards.delete(s.key)) shardProblems.push(`kept key ${s.key} is in no shard`);
+  }
+  for (const k of inShards) shardProblems.push(`key ${k} is in the shards but was not kept by the filter`);
+  say(
+    shardProblems.length === 0
+      ? `shards: sizes.json sums to the ${filter.kept} kept rows; every kept key is in exactly one shard`
+      : `shards: ${shardProblems.length} problem(s):\n${shardProblems.map((p) => `  ${p}`).join('\n')}`,
+  );
+  return { corpus, ingest, filter, checks, ingestDir, filterDir, shard, shardDir, shardProblems };
 }

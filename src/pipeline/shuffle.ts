@@ -273,8 +273,12 @@ export async function* gatherShuffled(dir: string, state: ScatterState, seed: nu
       const fh = await fs.open(file, 'r');
       try {
         buf = Buffer.allocUnsafe(state.bytes[b]!);
-        const { bytesRead } = await fh.read(buf, 0, buf.length, 0);
-        if (bytesRead !== buf.length) throw new Error(`read ${bytesRead} of ${buf.length} bytes`);
+        // One read(2) returns at most about 2 GiB, and may return less: read until the bucket is in.
+        for (let at = 0; at < buf.length; ) {
+          const { bytesRead } = await fh.read(buf, at, buf.length - at, at);
+          if (bytesRead === 0) throw new Error(`read ${at} of ${buf.length} bytes`);
+          at += bytesRead;
+        }
       } finally {
         await fh.close();
       }

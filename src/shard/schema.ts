@@ -14,7 +14,7 @@ export interface ColumnSpec {
 }
 
 export const BASE_COLUMNS: readonly ColumnSpec[] = [
-  { name: 'key', type: 'utf8', nullable: false, doc: 'stable unique id: manifest file index (4 digits) + data row (9 digits)' },
+  { name: 'key', type: 'utf8', nullable: false, doc: 'stable unique id: manifest file index (4 digits) + 0-based data row (9 digits, more past 999,999,999)' },
   { name: 'url', type: 'utf8', nullable: false, doc: 'the URL (or path) as given in the manifest' },
   { name: 'caption', type: 'utf8', nullable: false, doc: 'the caption as given in the manifest (trimmed)' },
   { name: 'image', type: 'binary', nullable: false, doc: 'encoded image bytes' },
@@ -86,7 +86,7 @@ export const VIEW_PREFIX = 'view_';
 export function trainingShardColumns(keepCols: readonly string[], views: number): ColumnSpec[] {
   const cols = shardColumns(keepCols);
   cols.push(
-    { name: BACK_TRANSLATIONS_COLUMN, type: 'utf8', nullable: false, doc: 'JSON array of back-translated captions: [{"pivot":"deu","engine":"apertium","text":"..."}]' },
+    { name: BACK_TRANSLATIONS_COLUMN, type: 'utf8', nullable: false, doc: 'JSON array of back-translated captions: [{"pivot":"spa","engine":"apertium","text":"..."}]' },
     { name: TRANSLATION_FAILURES_COLUMN, type: 'utf8', nullable: false, doc: 'JSON array of failed back-translations: [{"pivot","engine","reason","message"}]; the row is kept' },
   );
   for (let v = 0; v < views; v++) {
