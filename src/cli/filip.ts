@@ -3,13 +3,13 @@
 
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
+import { tokenizerCommand } from './commands/tokenizer.js';
+import { trainCommand } from './commands/train.js';
 
 await yargs(hideBin(process.argv))
   .scriptName('filip')
-  .command('train', 'train a FILIP model on filip-data shards (not implemented yet)', {}, () => {
-    process.stderr.write('filip train is not implemented yet: see the trainer issue.\n');
-    process.exit(2);
-  })
+  .command(tokenizerCommand as never)
+  .command(trainCommand as never)
   .demandCommand(1)
   .strict()
   .help()
