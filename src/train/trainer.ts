@@ -11,7 +11,6 @@ import * as tf from '@tensorflow/tfjs-core';
 import { FilipError } from '../core/errors.js';
 import { autoAugment } from '../augment/autoaugment.js';
 import { openShardStream, type StreamPosition } from '../data/index.js';
-import { listShards, newCounters, openShard } from '../data/shards.js';
 import { selectBackend, type BackendSelection } from './backend.js';
 import { loadCheckpoint, readCheckpointConfig, saveCheckpoint, type Checkpoint, type NamedArray } from './checkpoint.js';
 import { resolveTrainOptions, resumeTrainOptions, type TrainInput, type TrainOptions } from './config.js';
@@ -163,11 +162,11 @@ export class Trainer {
     );
 
     // ---- data ----
-    const withTranslations = await hasBackTranslations(options.shards);
     const stream = await openShardStream(options.shards, {
       seed: options.seed,
       bufferSize: options.shuffleBuffer,
-      columns: withTranslations ? ['caption', 'image', 'backTranslations'] : ['caption', 'image'],
+      // Shards without back-translations (ingest or filter output) give empty lists.
+      columns: ['caption', 'image', 'backTranslations'],
       loop: true,
       ...(checkpoint?.dataPosition ? { position: checkpoint.dataPosition as StreamPosition } : {}),
     });
@@ -341,23 +340,6 @@ function restoreWeights(net: FilipModel, weights: readonly NamedArray[]): void {
     net.setWeights(map);
   } finally {
     tf.dispose([...map.values()]);
-  }
-}
-
-/**
- * Whether the shards carry back-translations (`filip-data shard` output does; ingest and filter output
- * does not): the first row of the first non-empty shard is read with that field.
- */
-async function hasBackTranslations(dir: string): Promise<boolean> {
-  const first = (await listShards(dir)).find((s) => s.rows > 0);
-  if (!first) return false;
-  try {
-    const reader = await openShard(first, new Set(['backTranslations']), newCounters());
-    await reader.read(0, 1);
-    return true;
-  } catch (error) {
-    if (error instanceof FilipError && error.code === 'FILIP_ERR_SHARD') return false;
-    throw error;
   }
 }
 
