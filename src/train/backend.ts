@@ -18,7 +18,7 @@ import '@tensorflow/tfjs-backend-cpu';
 import { getThreadsCount, setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
 import { FilipError } from '../core/errors.js';
 import { choiceOption } from '../core/options.js';
-import { ADDED_WASM_KERNELS, registerTrainingGradients, registerWasmKernels } from './wasm-kernels.js';
+import { ADDED_WASM_KERNELS, registerCpuKernels, registerTrainingGradients, registerWasmKernels } from './wasm-kernels.js';
 
 /** What `--backend` accepts. */
 export const BACKEND_CHOICES = ['auto', 'wasm', 'cpu', 'tensorflow', 'webgpu'] as const;
@@ -107,6 +107,7 @@ async function describe(requested: BackendChoice, why: string): Promise<BackendS
 export async function selectBackend(name: BackendChoice = 'auto'): Promise<BackendSelection> {
   const requested = choiceOption('backend', name, BACKEND_CHOICES);
   registerTrainingGradients();
+  registerCpuKernels();
   switch (requested) {
     case 'tensorflow': {
       const failure = await tryTensorflow();

@@ -272,3 +272,43 @@ export function registerWasmKernels(): void {
     });
   }
 }
+
+/**
+ * The plain cpu backend's own `UnsortedSegmentSum` loops over the segments with tensor ops (one
+ * equal/mul/sum per segment id), so the gradient of the token embedding costs vocabulary x tokens x
+ * width: in a profile it took 14 s of a 20 s tiny-model step. This replaces it with one pass over the
+ * rows, the same arithmetic as the wasm kernel above.
+ */
+function unsortedSegmentSumCpu(args: { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs?: tf.NamedAttrMap }): tf.TensorInfo {
+  const backend = args.backend as {
+    data: { get(id: unknown): { values: tf.TypedArray } };
+    makeTensorInfo(shape: number[], dtype: tf.DataType, values: tf.TypedArray): tf.TensorInfo;
+  };
+  const x = args.inputs['x']!;
+  const ids = args.inputs['segmentIds']!;
+  const numSegments = args.attrs!['numSegments'] as number;
+  const rows = tf.util.sizeFromShape(ids.shape);
+  const inner = rows === 0 ? 0 : tf.util.sizeFromShape(x.shape) / rows;
+  const outShape = [numSegments, ...x.shape.slice(ids.shape.length)];
+  const xValues = backend.data.get(x.dataId).values;
+  const idValues = backend.data.get(ids.dataId).values;
+  const out = new Float32Array(numSegments * inner);
+  for (let r = 0; r < rows; r++) {
+    const segment = idValues[r]!;
+    if (segment < 0 || segment >= numSegments) continue;
+    const from = r * inner;
+    const to = segment * inner;
+    for (let k = 0; k < inner; k++) out[to + k]! += xValues[from + k]!;
+  }
+  return backend.makeTensorInfo(outShape, x.dtype, out);
+}
+
+let cpuKernelsReplaced = false;
+
+/** Swaps the cpu backend's UnsortedSegmentSum for the one-pass kernel above. Idempotent. */
+export function registerCpuKernels(): void {
+  if (cpuKernelsReplaced) return;
+  cpuKernelsReplaced = true;
+  if (tf.getKernel('UnsortedSegmentSum', 'cpu') != null) tf.unregisterKernel('UnsortedSegmentSum', 'cpu');
+  tf.registerKernel({ kernelName: 'UnsortedSegmentSum', backendName: 'cpu', kernelFunc: unsortedSegmentSumCpu as unknown as tf.KernelFunc });
+}
