@@ -7,6 +7,9 @@ import { FilipError } from '../core/errors.js';
 import { demoCommand } from './commands/demo.js';
 import { filterCommand } from './commands/filter.js';
 import { ingestCommand } from './commands/ingest.js';
+import { mergeCommand } from './commands/merge.js';
+import { statusCommand } from './commands/status.js';
+import { workerCommand } from './commands/worker.js';
 import { shardCommand } from './commands/shard.js';
 
 export async function main(argv: string[]): Promise<void> {
@@ -16,6 +19,9 @@ export async function main(argv: string[]): Promise<void> {
     .command(filterCommand as never)
     .command(shardCommand as never)
     .command(demoCommand as never)
+    .command(workerCommand as never)
+    .command(statusCommand as never)
+    .command(mergeCommand as never)
     .demandCommand(1, 'name a command: ingest, filter or demo')
     .strict()
     .help()

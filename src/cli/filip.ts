@@ -5,11 +5,15 @@ import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { tokenizerCommand } from './commands/tokenizer.js';
 import { trainCommand } from './commands/train.js';
+import { evalCommand } from './commands/eval.js';
+import { alignCommand } from './commands/align.js';
 
 await yargs(hideBin(process.argv))
   .scriptName('filip')
   .command(tokenizerCommand as never)
   .command(trainCommand as never)
+  .command(evalCommand as never)
+  .command(alignCommand as never)
   .demandCommand(1)
   .strict()
   .help()

@@ -142,5 +142,6 @@ export async function runDemo(partial: Partial<DemoOptions> = {}): Promise<DemoR
       ? `shards: sizes.json sums to the ${filter.kept} kept rows; every kept key is in exactly one shard`
       : `shards: ${shardProblems.length} problem(s):\n${shardProblems.map((p) => `  ${p}`).join('\n')}`,
   );
+  await (await import('./train-step.js')).demoTrainStep(shardDir, corpus, o.output, say);
   return { corpus, ingest, filter, checks, ingestDir, filterDir, shard, shardDir, shardProblems };
 }

@@ -5,7 +5,7 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { FilipError } from '../core/errors.js';
-import { boolOption, choiceOption, intOption, rejectUnknownKeys, stringOption } from '../core/options.js';
+import { boolOption, choiceOption, intOption, invalid, rejectUnknownKeys, stringOption } from '../core/options.js';
 import { REASON_CODES, TRANSIENT_REASONS, type ReasonCode } from '../core/reasons.js';
 import { reject, type Sample } from '../core/sample.js';
 import { Fetcher, resolveFetchOptions, type FetchOptions } from '../fetch/fetcher.js';
@@ -37,6 +37,7 @@ import {
 } from './output.js';
 import { orderedMap } from './pool.js';
 import { PROGRESS_MODES, Progress, type ProgressMode } from './progress.js';
+import { checkPartition, DEFAULT_ROWS_PER_JOB, onlyPartition, rowsInPartition } from '../scale/partition.js';
 
 export interface IngestOptions {
   /** Manifest files or folders. */
@@ -62,6 +63,16 @@ export interface IngestOptions {
   readonly logStream: NodeJS.WritableStream;
   /** Run the filter stage in the same stream (`ingest --filter`); undefined: no filtering. */
   readonly filter: FilterOptions | undefined;
+  /**
+   * Process one slice of the manifests (`--partitions N --partition I`): the rows of every N-th block
+   * of `rowsPerJob` rows, from block I. `filip-data merge` applies the corpus-wide rules afterwards.
+   * @default 1
+   */
+  readonly partitions: number;
+  /** @default 0 */
+  readonly partition: number;
+  /** Rows per partition block. @default 1000 */
+  readonly rowsPerJob: number;
 }
 
 export type IngestInput = Partial<
@@ -81,6 +92,9 @@ const DEFAULTS = {
   retryFailed: false,
   overwrite: false,
   progress: 'auto' as ProgressMode,
+  partitions: 1,
+  partition: 0,
+  rowsPerJob: DEFAULT_ROWS_PER_JOB,
 };
 
 export function resolveIngestOptions(input: IngestInput): IngestOptions {
@@ -102,6 +116,10 @@ export function resolveIngestOptions(input: IngestInput): IngestOptions {
   const o = { ...DEFAULTS, ...input };
   const { inputs: _ignored, ...manifest } = resolveManifestOptions({ ...input.manifest, inputs: [...input.inputs] });
   const dedupe = { urls: true, images: true, pairs: true, ...input.dedupe };
+  const { partitions, partition } = checkPartition(o.partitions, o.partition);
+  if (partitions > 1 && input.filter !== undefined) {
+    throw invalid('filter', 'off with --partitions (the corpus-wide rules need every partition: use `filip-data merge --filter`)', true);
+  }
   return {
     inputs: [...input.inputs],
     output: stringOption('output', o.output),
@@ -120,6 +138,9 @@ export function resolveIngestOptions(input: IngestInput): IngestOptions {
     progress: choiceOption('progress', o.progress, Object.keys(PROGRESS_MODES) as ProgressMode[]),
     logStream: input.logStream ?? process.stderr,
     filter: input.filter === undefined ? undefined : resolveFilterOptions(input.filter),
+    partitions,
+    partition,
+    rowsPerJob: intOption('rowsPerJob', o.rowsPerJob, 1, 10_000_000),
   };
 }
 
@@ -152,6 +173,8 @@ function runIdentity(o: IngestOptions, files: string[]) {
     shardSize: o.shardSize,
     dedupe: o.dedupe,
     filter: o.filter ?? null,
+    // Only partitioned runs record it, so outputs of earlier versions still resume.
+    ...(o.partitions > 1 ? { partition: { partitions: o.partitions, partition: o.partition, rowsPerJob: o.rowsPerJob } } : {}),
   };
 }
 
@@ -203,7 +226,8 @@ async function* manifestCaptions(manifest: ManifestOptions): AsyncGenerator<stri
   for await (const s of readManifests(manifest)) if (s.status === 'pending') yield s.caption;
 }
 
-async function download(sample: Sample, fetcher: Fetcher, image: ImageOptions): Promise<Sample> {
+/** Fetch and decode one pending sample (in place); anything else passes through. Also used by queue workers. */
+export async function download(sample: Sample, fetcher: Fetcher, image: ImageOptions): Promise<Sample> {
   if (sample.status !== 'pending') return sample;
   const got = await fetcher.fetch(sample.url);
   if (got.status !== undefined) sample.httpStatus = got.status;
@@ -236,6 +260,13 @@ export async function runIngest(input: IngestInput): Promise<RunSummary> {
     source = readManifests(manifestOptions, state.nextIndex);
     const rows = await countManifestRows(files);
     if (rows !== undefined) total = Math.max(rows - state.nextIndex, 0);
+    if (o.partitions > 1) {
+      source = onlyPartition(source, o.rowsPerJob, o.partitions, o.partition);
+      if (rows !== undefined) {
+        const mine = (n: number) => rowsInPartition(n, o.rowsPerJob, o.partitions, o.partition);
+        total = mine(rows) - mine(state.nextIndex);
+      }
+    }
     if (o.dedupe.urls) source = dedupeUrls(source, index);
   }
 

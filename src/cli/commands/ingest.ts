@@ -8,6 +8,10 @@ import { PROGRESS_MODES } from '../../pipeline/progress.js';
 import { WRITER_ENGINES } from '../../shard/writer.js';
 import { formatSummary, runIngest, type IngestInput } from '../../pipeline/ingest.js';
 import { filterFlags, toFilterInput } from './filter.js';
+import { invalid } from '../../core/options.js';
+import { DEFAULT_QUEUE_NAME, DEFAULT_ROWS_PER_JOB } from '../../scale/plan.js';
+import { enqueueIngest, formatEnqueueSummary } from '../../scale/producer.js';
+import { DEFAULT_BUCKET_BITS } from '../../scale/state.js';
 
 export function ingestFlags<T>(y: Argv<T>) {
   return filterFlags(y)
@@ -39,7 +43,14 @@ export function ingestFlags<T>(y: Argv<T>) {
     .option('dedupe-pairs', { type: 'boolean', default: true })
     .option('retry-failed', { type: 'boolean', default: false, describe: 're-attempt only rows rejected for transient reasons' })
     .option('overwrite', { type: 'boolean', default: false, describe: 'discard a previous run in --output instead of resuming' })
-    .option('progress', { type: 'string', choices: Object.keys(PROGRESS_MODES), default: 'auto' });
+    .option('progress', { type: 'string', choices: Object.keys(PROGRESS_MODES), default: 'auto' })
+    .option('queue', { type: 'string', describe: 'redis://HOST:PORT/DB: split the manifests into chunk jobs for `filip-data worker`s instead of running here' })
+    .option('queue-name', { type: 'string', default: DEFAULT_QUEUE_NAME, describe: 'BullMQ queue name (and prefix of the run state in Redis)' })
+    .option('rows-per-job', { type: 'number', default: DEFAULT_ROWS_PER_JOB, describe: 'input rows per chunk job (--queue) or partition block (--partitions)' })
+    .option('bucket-bits', { type: 'number', default: DEFAULT_BUCKET_BITS, describe: '--queue: 2^bits Redis buckets per dedupe structure (raise to 22 for 300M rows)' })
+    .option('wait', { type: 'boolean', default: false, describe: '--queue: wait until the workers have committed every chunk' })
+    .option('partitions', { type: 'number', default: 1, describe: 'process one of N slices of the manifests (no Redis); then `filip-data merge`' })
+    .option('partition', { type: 'number', default: 0, describe: 'which slice, 0 to N-1 (with --partitions)' });
 }
 
 type IngestArgs = ArgumentsCamelCase<Awaited<ReturnType<typeof ingestFlags>['argv']>>;
@@ -82,6 +93,9 @@ export function toIngestInput(a: IngestArgs, inputs: readonly string[]): IngestI
     overwrite: a.overwrite,
     progress: a.progress as never,
     ...(a.filter ? { filter: toFilterInput(a) } : {}),
+    partitions: a.partitions,
+    partition: a.partition,
+    rowsPerJob: a.rowsPerJob,
   };
 }
 
@@ -90,6 +104,14 @@ export const ingestCommand = {
   describe: 'read manifests, download, decode, dedupe, write Parquet shards',
   builder: (y: Argv) => ingestFlags(y.positional('inputs', { type: 'string', array: true, describe: 'manifest files or folders' })),
   handler: async (a: IngestArgs & { inputs: string[] }) => {
+    if (a.queue !== undefined) {
+      if (a.partitions !== 1 || a.partition !== 0) throw invalid('partitions', 'left out with --queue (partitions are for runs without Redis)', a.partitions);
+      const { partitions: _n, partition: _i, rowsPerJob: _r, ...ingest } = toIngestInput(a, a.inputs);
+      const queued = await enqueueIngest(ingest, { queue: { url: a.queue, name: a.queueName }, rowsPerJob: a.rowsPerJob, bucketBits: a.bucketBits, wait: a.wait });
+      process.stdout.write(`${formatEnqueueSummary(queued)}\n`);
+      return;
+    }
+    if (a.wait) throw invalid('wait', 'used with --queue only', true);
     const summary = await runIngest(toIngestInput(a, a.inputs));
     process.stdout.write(`${formatSummary(summary)}\n`);
   },

@@ -1,0 +1,193 @@
+// npm run bench:scale — scale-out on Redis: rows/s of `ingest` on one process against the same
+// manifest run as chunk jobs by 1 and by 2 `filip-data worker` processes, in the same run; then the
+// Redis memory per record of each structure the workers share, measured at a million records.
+//
+// Throughput: N photo-like JPEGs (bench/photos.ts) served from memory by a loopback server in this
+// process; each mode runs as CLI child processes, timed from the first command to the last exit
+// (the queue modes include `ingest --queue`, the workers' start-up and every commit). Printed: rows/s
+// and the ratio to single-process mode, and for the queue modes the same for the workers alone (from
+// their start, after `ingest --queue` has returned, to their exit). On a 2-core machine the workers compete for the same cores
+// as each other; the figure that carries over to separate machines is the 1-worker ratio (the cost
+// of the queue, staging and ordered commits), with 2 workers showing what sharing costs on one box.
+//
+// Memory: `--records` synthetic records go into a fresh redis-server through the same slot functions
+// and keys the committer uses (src/scale/state.ts), one structure at a time, with INFO memory
+// (used_memory) read before and after each. Then the cost of near_duplicate at that size: loading a
+// committer's replica of the kept pHashes, and a chunk's sync and lookups.
+//
+// Usage: npx tsx bench/scale.ts [--count 1000] [--concurrency 16] [--rows-per-job 100] [--records 1000000]
+
+import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { mulberry32 } from '../src/core/random.js';
+import { connectRedis, parseQueueUrl } from '../src/scale/connection.js';
+import { Keys } from '../src/scale/plan.js';
+import { DEFAULT_NEAR_DUP_DISTANCE } from '../src/filters/phash-index.js';
+import { captionSlot, DEFAULT_BUCKET_BITS, imageSlot, NearDupReplica, pairSlot, urlSlot, type Slot } from '../src/scale/state.js';
+import { startRedis } from '../test/helpers/redis.js';
+import { makePhotoCorpus } from './photos.js';
+
+const CLI = path.resolve('bin/filip-data.js');
+
+async function memoryServer(files: string[]): Promise<{ baseUrl: string; close(): Promise<void> }> {
+  const bodies = await Promise.all(files.map((f) => fs.readFile(f)));
+  const server = createServer((req, res) => {
+    const body = bodies[Number.parseInt((req.url ?? '/').slice(1), 10)];
+    if (!body) {
+      res.writeHead(404).end();
+      return;
+    }
+    res.writeHead(200, { 'content-type': 'image/jpeg', 'content-length': body.length });
+    res.end(body);
+  });
+  server.keepAliveTimeout = 30_000;
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const { port } = server.address() as AddressInfo;
+  return {
+    baseUrl: `http://127.0.0.1:${port}`,
+    close: async () => {
+      server.closeAllConnections();
+      await new Promise<void>((r) => server.close(() => r()));
+    },
+  };
+}
+
+function cli(args: string[]): Promise<void> {
+  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  child.stderr.on('data', (d) => (err = (err + d).slice(-4000)));
+  return new Promise((resolve, reject) => child.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`${args[0]} exit ${code}: ${err}`)))));
+}
+
+async function throughput(count: number, concurrency: number, rowsPerJob: number, work: string, redisUrl: string) {
+  const files = (await makePhotoCorpus(path.resolve('.cache/bench-photos'), count)).slice(0, count);
+  const server = await memoryServer(files);
+  const manifest = path.join(work, 'manifest.tsv');
+  const lines = ['url\tcaption', ...files.map((_, i) => `${server.baseUrl}/${i}\ta photo number ${i} of a quiet street`)];
+  await fs.writeFile(manifest, `${lines.join('\n')}\n`);
+  const common = ['--concurrency', String(concurrency), '--progress', 'none', '--overwrite'];
+  // seconds: first command to last exit; workerSeconds: the workers alone (queue modes, without `ingest --queue`).
+  const results: { mode: string; seconds: number; workerSeconds?: number }[] = [];
+  try {
+    for (const [mode, workers] of [['single process', 0], ['queue, 1 worker', 1], ['queue, 2 workers', 2]] as const) {
+      const out = path.join(work, `out-${workers}`);
+      const t0 = performance.now();
+      if (workers === 0) {
+        await cli(['ingest', manifest, '-o', out, ...common]);
+      } else {
+        await cli(['ingest', manifest, '-o', out, ...common, '--queue', redisUrl, '--queue-name', `bench-${workers}`, '--rows-per-job', String(rowsPerJob)]);
+        const t1 = performance.now();
+        const w = ['worker', '--queue', redisUrl, '--queue-name', `bench-${workers}`, '--until-done'];
+        await Promise.all(Array.from({ length: workers }, () => cli(w)));
+        results.push({ mode, seconds: (performance.now() - t0) / 1000, workerSeconds: (performance.now() - t1) / 1000 });
+      }
+      if (workers === 0) results.push({ mode, seconds: (performance.now() - t0) / 1000 });
+      process.stderr.write(`${mode}: ${results.at(-1)!.seconds.toFixed(1)} s\n`);
+    }
+  } finally {
+    await server.close();
+  }
+  const base = count / results[0]!.seconds;
+  console.log(`\nthroughput: ${count} rows (photo-like JPEGs, long side 320-1024), concurrency ${concurrency}, ${rowsPerJob} rows per job, ${os.cpus().length} cores`);
+  console.log('mode               seconds   rows/s   vs single   workers alone: seconds   rows/s   vs single');
+  for (const r of results) {
+    const rate = count / r.seconds;
+    const alone = r.workerSeconds === undefined ? '' : `   ${r.workerSeconds.toFixed(1).padStart(20)}  ${(count / r.workerSeconds).toFixed(1).padStart(7)}   ${(count / r.workerSeconds / base).toFixed(2)}`;
+    console.log(`${r.mode.padEnd(17)}  ${r.seconds.toFixed(1).padStart(7)}  ${rate.toFixed(1).padStart(7)}   ${(rate / base).toFixed(2).padStart(9)}${alone}`);
+  }
+}
+
+async function usedMemory(redis: Awaited<ReturnType<typeof connectRedis>>): Promise<number> {
+  const info = await redis.info('memory');
+  return Number(/used_memory:(\d+)/.exec(info)![1]);
+}
+
+async function memory(records: number, redisUrl: string) {
+  const redis = await connectRedis(parseQueueUrl(redisUrl));
+  const keys = new Keys('mem');
+  const bits = DEFAULT_BUCKET_BITS;
+  const rand = mulberry32(7);
+  const hex = (n: number) => Array.from({ length: n }, () => Math.floor(rand() * 16).toString(16)).join('');
+  // Per record: a URL, a sha256, a caption and a pHash, all distinct (the worst case for dedupe).
+  const record = (i: number) => ({
+    url: `https://images.example.com/${i}/${hex(12)}.jpg`,
+    sha: createHash('sha256').update(String(i)).digest('hex'),
+    caption: `a photo number ${i} ${hex(6)}`,
+    phash: hex(16),
+  });
+  type Op = (p: ReturnType<typeof redis.pipeline>, i: number, r: ReturnType<typeof record>) => void;
+  const h = (kind: 'u' | 'i' | 'p', slot: Slot, p: ReturnType<typeof redis.pipeline>, i: number) => p.hsetnx(keys.bucket(kind, slot.bucket), slot.field, i);
+  const structures: [string, Op][] = [
+    ['URL dedupe (u)', (p, i, r) => h('u', urlSlot(r.url, bits), p, i)],
+    ['image sha256 dedupe (i)', (p, i, r) => h('i', imageSlot(r.sha, bits), p, i)],
+    ['image+caption pair dedupe (p)', (p, i, r) => h('p', pairSlot(r.sha, r.caption, bits), p, i)],
+    ['caption counts (c)', (p, _i, r) => {
+      const s = captionSlot(r.caption, bits);
+      p.hincrby(keys.bucket('c', s.bucket), s.field, 1);
+    }],
+    ['near-duplicate pHash log (n, 8 B)', (p, _i, r) => {
+      p.append(keys.nearDups, Buffer.from(r.phash, 'hex'));
+    }],
+  ];
+  console.log(`\nRedis memory at ${records.toLocaleString('en')} records, ${2 ** bits} buckets per structure (redis-server ${(await redis.info('server')).match(/redis_version:(\S+)/)![1]})`);
+  console.log('structure                            MB   bytes/record');
+  let total = 0;
+  for (const [name, op] of structures) {
+    const before = await usedMemory(redis);
+    for (let start = 0; start < records; start += 20_000) {
+      const p = redis.pipeline();
+      for (let i = start; i < Math.min(start + 20_000, records); i++) op(p, i, record(i));
+      await p.exec();
+    }
+    const bytes = (await usedMemory(redis)) - before;
+    total += bytes;
+    console.log(`${name.padEnd(34)} ${(bytes / 1e6).toFixed(1).padStart(6)}   ${(bytes / records).toFixed(1).padStart(6)}`);
+  }
+  console.log(`${'all five, one kept row'.padEnd(34)} ${(total / 1e6).toFixed(1).padStart(6)}   ${(total / records).toFixed(1).padStart(6)}`);
+
+  // What a committer pays for near_duplicate: loading its replica once (a worker's first commit), then
+  // per chunk one sync round trip and local lookups.
+  const replica = new NearDupReplica(DEFAULT_NEAR_DUP_DISTANCE);
+  let t0 = performance.now();
+  await replica.sync(redis, keys);
+  const loadMs = performance.now() - t0;
+  console.log(`\nnear_duplicate against ${records.toLocaleString('en')} kept pHashes (distance ${DEFAULT_NEAR_DUP_DISTANCE}):`);
+  console.log(`  replica load (first commit of a worker): ${(loadMs / 1000).toFixed(1)} s, ${(replica.index.bytes / 1e6).toFixed(0)} MB in the worker`);
+  for (const rows of [100, 1000]) {
+    t0 = performance.now();
+    await replica.sync(redis, keys);
+    const syncMs = performance.now() - t0;
+    t0 = performance.now();
+    for (let i = 0; i < rows; i++) replica.index.find(hex(16));
+    console.log(`  chunk of ${rows} rows: sync ${syncMs.toFixed(1)} ms, lookups ${(performance.now() - t0).toFixed(0)} ms`);
+  }
+  redis.disconnect();
+}
+
+async function main() {
+  const { values } = parseArgs({
+    options: {
+      count: { type: 'string', default: '1000' },
+      concurrency: { type: 'string', default: '16' },
+      'rows-per-job': { type: 'string', default: '100' },
+      records: { type: 'string', default: '1000000' },
+    },
+  });
+  const work = await fs.mkdtemp(path.join(os.tmpdir(), 'filip-bench-scale-'));
+  const redis = await startRedis();
+  try {
+    await throughput(Number(values.count), Number(values.concurrency), Number(values['rows-per-job']), work, redis.url);
+    if (Number(values.records) > 0) await memory(Number(values.records), redis.url);
+  } finally {
+    await redis.stop();
+    await fs.rm(work, { recursive: true, force: true });
+  }
+}
+
+await main();

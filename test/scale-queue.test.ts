@@ -1,0 +1,124 @@
+// Scale-out on Redis: three `filip-data worker` processes over one manifest, one killed with SIGKILL
+// in the middle of a job. The output must hold exactly the keys (and reject reasons) of a
+// single-process `ingest --filter` of the same manifest: none lost, none twice, nothing half-written.
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { promises as fs } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+import { readOutput } from './helpers/read.js';
+import { scaleCorpus, startRedis, type ScaleCorpus, type TestRedis } from './helpers/redis.js';
+
+const CLI = path.resolve('bin/filip-data.js');
+let redis: TestRedis;
+let corpus: ScaleCorpus;
+let tmp: string;
+const children: ChildProcess[] = [];
+
+before(async () => {
+  tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'filip-scale-queue-'));
+  redis = await startRedis();
+  // 40 ms an image and 2 downloads at a time: a 10-row job lasts ~0.2 s, long enough to be killed in.
+  corpus = await scaleCorpus(tmp, 150, 40);
+});
+
+after(async () => {
+  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+  await corpus?.server.close();
+  await redis?.stop();
+  await fs.rm(tmp, { recursive: true, force: true });
+});
+
+// The filter's corpus-wide rules are on (repeated_text with a low limit, near_duplicate), so the test
+// covers every piece of state kept in Redis.
+const PIPELINE = ['--image-size', '64', '--concurrency', '2', '--filter', '--max-repeats', '3', '--progress', 'none'];
+
+function run(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  children.push(child);
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d) => (stdout += d));
+  child.stderr.on('data', (d) => (stderr += d));
+  return new Promise((resolve) => child.on('exit', (code) => resolve({ code, stdout, stderr })));
+}
+
+function keysOf(out: Awaited<ReturnType<typeof readOutput>>) {
+  return {
+    kept: out.rows.map((r) => String(r.key)),
+    rejects: out.rejects.map((r) => `${r.key} ${r.reason}`).sort(),
+  };
+}
+
+test('three workers, one killed mid-job: the same keys as a single-process run, none lost, none twice', async () => {
+  const single = path.join(tmp, 'single');
+  const one = await run(['ingest', corpus.manifest, '-o', single, ...PIPELINE]);
+  assert.equal(one.code, 0, one.stderr);
+  const expected = keysOf(await readOutput(single));
+  // The corpus exercises what Redis must hold: every rule rejects something.
+  for (const reason of ['duplicate_url', 'duplicate_image', 'near_duplicate', 'repeated_text', 'not_english', 'image_too_small', 'http_status', 'malformed_row']) {
+    assert.ok(expected.rejects.some((r) => r.endsWith(` ${reason}`)), `the single run rejects some rows as ${reason}`);
+  }
+
+  const out = path.join(tmp, 'queued');
+  const queued = await run(['ingest', corpus.manifest, '-o', out, ...PIPELINE, '--queue', redis.url, '--rows-per-job', '10']);
+  assert.equal(queued.code, 0, queued.stderr);
+  assert.match(queued.stdout, /15 chunk jobs of 10 rows/);
+
+  const workerArgs = ['worker', '--queue', redis.url, '--lock-duration', '2', '--stalled-interval', '1', '--until-done'];
+  const victim = spawn(process.execPath, [CLI, ...workerArgs], { stdio: ['ignore', 'ignore', 'pipe'] });
+  children.push(victim);
+  const survivors = [run(workerArgs), run(workerArgs)];
+
+  // Kill the victim as soon as it has started staging its second chunk: its job is active, its lock held.
+  let log = '';
+  let killedChunk: number | undefined;
+  victim.stderr!.on('data', (d) => {
+    log += d;
+    const started = [...log.matchAll(/staging chunk (\d+):/g)];
+    if (killedChunk === undefined && started.length >= 2) {
+      killedChunk = Number(started[1]![1]);
+      victim.kill('SIGKILL');
+    }
+  });
+  await new Promise((r) => victim.once('exit', r));
+  assert.equal(victim.signalCode, 'SIGKILL');
+  assert.ok(killedChunk !== undefined, `the victim was killed mid-job: ${log}`);
+  assert.doesNotMatch(log, new RegExp(`staged chunk ${killedChunk}:`), 'killed before it finished that chunk');
+
+  const results = await Promise.all(survivors);
+  for (const r of results) assert.equal(r.code, 0, r.stderr);
+  // BullMQ's stalled-job check gave the killed job to a surviving worker.
+  assert.ok(
+    results.some((r) => new RegExp(`staged chunk ${killedChunk}:`).test(r.stderr)),
+    `chunk ${killedChunk} was redone by another worker`,
+  );
+
+  const got = await readOutput(out);
+  const actual = keysOf(got);
+  assert.equal(new Set(actual.kept).size, actual.kept.length, 'no kept key twice');
+  assert.deepEqual(actual.kept, expected.kept, 'the same kept keys, in the same order');
+  assert.deepEqual(actual.rejects, expected.rejects, 'the same rejected keys, for the same reasons');
+  assert.equal(actual.kept.length + actual.rejects.length, corpus.rows, 'every row once, kept or rejected');
+  assert.deepEqual(got.names.filter((n) => n.endsWith('.tmp')), [], 'nothing half-written is visible');
+  const staging = await fs.readdir(path.join(out, '.staging')).catch(() => [] as string[]);
+  assert.deepEqual(staging.filter((n) => !n.startsWith('.work')), [], 'staging files are gone once committed');
+  // Shard numbers are chunk numbers: 15 commits, one per chunk, whatever worker wrote them.
+  assert.equal(got.names.filter((n) => n.endsWith('_stats.json')).length, 15);
+
+  // The same command again adds no job; with --wait it finds the run done and writes the funnel report,
+  // with the counts of the single run's.
+  const again = await run(['ingest', corpus.manifest, '-o', out, ...PIPELINE, '--queue', redis.url, '--rows-per-job', '10', '--wait']);
+  assert.equal(again.code, 0, again.stderr);
+  assert.match(again.stdout, /all chunks committed .* kept, .* rejected, \d+ shards/);
+  type Funnel = { input: number; kept: number; rules: { rule: string; rejected: number; failedAny: number; remaining: number }[] };
+  const funnel = async (dir: string) => JSON.parse(await fs.readFile(path.join(dir, 'funnel.json'), 'utf8')) as Funnel;
+  const [f1, f2] = [await funnel(single), await funnel(out)];
+  assert.deepEqual({ input: f2.input, kept: f2.kept, rules: f2.rules }, { input: f1.input, kept: f1.kept, rules: f1.rules });
+
+  const status = await run(['status', '--queue', redis.url]);
+  assert.equal(status.code, 0, status.stderr);
+  assert.match(status.stdout, /waiting 0, active 0, done 30, failed 0/);
+  assert.match(status.stdout, /committed 15\/15/);
+});

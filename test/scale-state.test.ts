@@ -1,0 +1,97 @@
+// The Redis state across failures, driven through the library: a committer that dies after its
+// dedupe insertions reached Redis but before its shard was committed must not make the redo reject
+// the chunk's own rows; a count job run twice must not count twice.
+import assert from 'node:assert/strict';
+import { promises as fs } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+import { Fetcher, resolveFetchOptions } from '../src/fetch/fetcher.js';
+import { runIngest } from '../src/pipeline/ingest.js';
+import { stageChunk } from '../src/scale/chunk.js';
+import { commitChunk, decideChunk } from '../src/scale/commit.js';
+import { connectRedis, parseQueueUrl } from '../src/scale/connection.js';
+import { chunkRange, Keys, parseRun } from '../src/scale/plan.js';
+import { enqueueIngest } from '../src/scale/producer.js';
+import { applyCounts, applyDecisions, captionSlot, lookupSlots, tryLock } from '../src/scale/state.js';
+import { runWorker } from '../src/scale/worker.js';
+import { readOutput } from './helpers/read.js';
+import { scaleCorpus, startRedis, type ScaleCorpus, type TestRedis } from './helpers/redis.js';
+
+let redis: TestRedis;
+let corpus: ScaleCorpus;
+let tmp: string;
+
+before(async () => {
+  tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'filip-scale-state-'));
+  redis = await startRedis();
+  corpus = await scaleCorpus(tmp, 48);
+});
+
+after(async () => {
+  await corpus?.server.close();
+  await redis?.stop();
+  await fs.rm(tmp, { recursive: true, force: true });
+});
+
+const quiet = { write: () => true } as unknown as NodeJS.WritableStream;
+
+test('a committer killed after its Redis insertions: the redo reuses its decisions, keys equal one machine', async () => {
+  const ingest = { inputs: [corpus.manifest], image: { size: 64 }, progress: 'none' as const, logStream: quiet };
+  const single = await runIngest({ ...ingest, output: path.join(tmp, 'single') });
+  const expected = await readOutput(single.output);
+
+  const out = path.join(tmp, 'queued');
+  await enqueueIngest({ ...ingest, output: out }, { queue: { url: redis.url, name: 'crash' }, rowsPerJob: 8 });
+  const client = await connectRedis(parseQueueUrl(redis.url));
+  const keys = new Keys('crash');
+  const run = parseRun(await client.get(keys.run), redis.url, 'crash');
+  const fetcher = new Fetcher(resolveFetchOptions({}));
+  try {
+    // Stage chunk 0, then play a committer that dies right after its atomic Redis step.
+    await stageChunk({ redis: client, keys, run, output: out, fetcher, concurrency: 4 }, chunkRange(0, 8, run.total));
+    const staged = JSON.parse(await fs.readFile(path.join(out, '.staging', 'chunk-000000.json'), 'utf8'));
+    assert.ok(await tryLock(client, keys, 'dead-committer', 60_000));
+    const first = await decideChunk(client, keys, run, staged);
+    assert.equal(await applyDecisions(client, keys, 'dead-committer', 0, JSON.stringify(first.decisions), first.insertions), 'applied');
+    // ...and left a half-written shard and a reject line that no commit covers.
+    await fs.writeFile(path.join(out, '.00000.parquet.tmp'), 'partial');
+    await fs.appendFile(path.join(out, 'rejects.jsonl'), '{"key":"half written"');
+
+    // Deciding again now would be wrong: the chunk's own URLs are in Redis and its rows would look like duplicates.
+    const naive = await decideChunk(client, keys, run, staged);
+    const keptFirst = first.decisions.filter((d, i) => d === null && staged.rows[i].status === 'ok').length;
+    assert.ok(keptFirst > 0);
+    assert.ok(naive.decisions.filter((d) => d?.[0] === 'duplicate_url').length >= keptFirst, 'the hazard is real');
+
+    // Another committer cannot take over while the dead one's lock lives...
+    await assert.rejects(commitChunk({ redis: client, keys, run, output: out, token: 'someone-else' }, 0), /commit lock/);
+    // ...and does once it expires (here: is removed), reusing the stored decisions.
+    await client.del(keys.lock);
+    await runWorker({ queue: { url: redis.url, name: 'crash' }, untilDone: true, lockDurationMs: 2000, stalledIntervalMs: 1000, logStream: quiet });
+  } finally {
+    await fetcher.close();
+    client.disconnect();
+  }
+  const got = await readOutput(out);
+  assert.deepEqual(got.rows.map((r) => String(r.key)), expected.rows.map((r) => String(r.key)));
+  assert.deepEqual(got.rejects.map((r) => `${r.key} ${r.reason}`), expected.rejects.map((r) => `${r.key} ${r.reason}`));
+  assert.deepEqual(got.names.filter((n) => n.endsWith('.tmp')), []);
+});
+
+test('caption counts of a chunk are added once, however often its count job runs', async () => {
+  const client = await connectRedis(parseQueueUrl(redis.url));
+  const keys = new Keys('counts');
+  try {
+    const slot = captionSlot('A photo of a cat.', 16);
+    const same = captionSlot('a photo of a CAT', 16);
+    assert.deepEqual(same, slot, 'counted after normalising, as on one machine');
+    const counts = new Map([['x', { slot, n: 3 }]]);
+    assert.equal(await applyCounts(client, keys, 7, counts), true);
+    assert.equal(await applyCounts(client, keys, 7, counts), false, 'a retried job adds nothing');
+    assert.equal(await applyCounts(client, keys, 8, new Map([['x', { slot, n: 2 }]])), true);
+    assert.deepEqual(await lookupSlots(client, keys, 'c', [slot, captionSlot('never seen', 16)]), [5, null]);
+  } finally {
+    client.disconnect();
+  }
+});
