@@ -297,3 +297,29 @@ test('bad options are FILIP_ERR_INVALID_OPTION naming the option', () => {
     }, JSON.stringify(given));
   }
 });
+
+test('batches in flight never exceed `concurrency`, and batches do overlap up to it', async () => {
+  for (const concurrency of [1, 3]) {
+    let inFlight = 0;
+    let most = 0;
+    const slow: Translator = {
+      engine: 'slow',
+      async translate(texts, _from, to) {
+        inFlight++;
+        most = Math.max(most, inFlight);
+        await new Promise((resolve) => setTimeout(resolve, 15));
+        inFlight--;
+        return texts.map((t) => (to === 'eng' ? t.split('~')[0]! : `${t}~${to}`));
+      },
+      async close() {},
+    };
+    // one pivot: each batch makes two sequential calls (there, back), so calls in flight = batches in flight
+    const bt = await createBackTranslator({ pivots: ['deu'], batchSize: 2, concurrency }, slow);
+    const captions = Array.from({ length: 24 }, (_, i) => `caption number ${i}`);
+    const out = await collect(bt, captionSamples(captions));
+    assert.deepEqual(out.map((s) => s.backTranslations?.[0]?.text), captions, 'order and results kept');
+    assert.ok(most <= concurrency, `concurrency ${concurrency}: ${most} calls were in flight`);
+    assert.equal(most, concurrency, `concurrency ${concurrency}: batches should overlap up to the limit`);
+    await bt.close();
+  }
+});
