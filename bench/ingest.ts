@@ -19,8 +19,7 @@ import { parseArgs } from 'node:util';
 import sharp from 'sharp';
 import { configureSharpForStreaming } from '../src/image/process.js';
 import { runIngest } from '../src/pipeline/ingest.js';
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { memoryServer } from './memory-server.js';
 import { makePhotoCorpus } from './photos.js';
 
 interface PhaseResult {
@@ -34,29 +33,6 @@ interface PhaseResult {
 
 const self = fileURLToPath(import.meta.url);
 
-/** Serves the files from memory with keep-alive, so the server's own CPU cost stays small. */
-async function memoryServer(files: string[]): Promise<{ baseUrl: string; close(): Promise<void> }> {
-  const bodies = await Promise.all(files.map((f) => fs.readFile(f)));
-  const server = createServer((req, res) => {
-    const body = bodies[Number.parseInt((req.url ?? '/').slice(1), 10)];
-    if (!body) {
-      res.writeHead(404).end();
-      return;
-    }
-    res.writeHead(200, { 'content-type': 'image/jpeg', 'content-length': body.length });
-    res.end(body);
-  });
-  server.keepAliveTimeout = 30_000;
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const { port } = server.address() as AddressInfo;
-  return {
-    baseUrl: `http://127.0.0.1:${port}`,
-    close: async () => {
-      server.closeAllConnections();
-      await new Promise<void>((r) => server.close(() => r()));
-    },
-  };
-}
 
 async function baseline(files: string[], concurrency: number): Promise<{ images: number; seconds: number }> {
   // The issue asks for the baseline in the same process as the pipeline, so it gets the same

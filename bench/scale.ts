@@ -20,8 +20,6 @@
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -31,32 +29,11 @@ import { Keys } from '../src/scale/plan.js';
 import { DEFAULT_NEAR_DUP_DISTANCE } from '../src/filters/phash-index.js';
 import { captionSlot, DEFAULT_BUCKET_BITS, imageSlot, NearDupReplica, pairSlot, urlSlot, type Slot } from '../src/scale/state.js';
 import { startRedis } from '../test/helpers/redis.js';
+import { memoryServer } from './memory-server.js';
 import { makePhotoCorpus } from './photos.js';
 
 const CLI = path.resolve('bin/filip-data.js');
 
-async function memoryServer(files: string[]): Promise<{ baseUrl: string; close(): Promise<void> }> {
-  const bodies = await Promise.all(files.map((f) => fs.readFile(f)));
-  const server = createServer((req, res) => {
-    const body = bodies[Number.parseInt((req.url ?? '/').slice(1), 10)];
-    if (!body) {
-      res.writeHead(404).end();
-      return;
-    }
-    res.writeHead(200, { 'content-type': 'image/jpeg', 'content-length': body.length });
-    res.end(body);
-  });
-  server.keepAliveTimeout = 30_000;
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const { port } = server.address() as AddressInfo;
-  return {
-    baseUrl: `http://127.0.0.1:${port}`,
-    close: async () => {
-      server.closeAllConnections();
-      await new Promise<void>((r) => server.close(() => r()));
-    },
-  };
-}
 
 function cli(args: string[]): Promise<void> {
   const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
