@@ -3,12 +3,10 @@
 // rejected with augment_failed, and a SIGKILL in either phase followed by the same command gives the
 // output of a run that was never interrupted.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import sharp from 'sharp';
 import { FilipError } from '../src/core/errors.js';
 import { openShardStream } from '../src/data/index.js';
@@ -18,6 +16,7 @@ import { resolveShardRunOptions, runShard, type ShardRunInput } from '../src/pip
 import { startApy } from './helpers/apy.js';
 import { noiseJpeg } from './helpers/images.js';
 import { readShardFile } from './helpers/read.js';
+import { killWhen, runCli } from './helpers/cli.js';
 
 const CLI = path.resolve('bin/filip-data.js');
 let tmp: string;
@@ -265,24 +264,6 @@ function cliArgs(src: string, out: string): string[] {
   return [CLI, 'shard', src, '-o', out, '--samples-per-shard', '10', '--seed', '9', '--augment-views', '1', '--translate', 'none', '--bucket-mb', '0.05', '--scatter-buffer-mb', '0.02', '--progress', 'log'];
 }
 
-function runCli(args: string[]): Promise<void> {
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] });
-  let err = '';
-  child.stderr.on('data', (d) => (err += d));
-  return new Promise((resolve, reject) => {
-    child.on('error', reject);
-    child.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`exit ${code}: ${err}`))));
-  });
-}
-
-async function killWhen(args: string[], ready: () => Promise<boolean>): Promise<void> {
-  const child = spawn(process.execPath, args, { stdio: 'ignore' });
-  const exited = new Promise((r) => child.on('exit', r));
-  const deadline = Date.now() + 120_000;
-  while (!(await ready()) && Date.now() < deadline && child.exitCode === null) await sleep(5);
-  child.kill('SIGKILL');
-  await exited;
-}
 
 async function countStats(dir: string): Promise<number> {
   return (await fs.readdir(dir).catch(() => [] as string[])).filter((n) => n.endsWith('_stats.json')).length;

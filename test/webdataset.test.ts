@@ -5,12 +5,11 @@
 // followed by the same command gives the tars of an uninterrupted run; and the trainer's stream reads an
 // img2dataset-style tar (no back_translations in KEY.json) with empty back-translation lists.
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { FilipError } from '../src/core/errors.js';
 import { makeKey } from '../src/core/sample.js';
 import { openShardStream } from '../src/data/index.js';
@@ -19,6 +18,7 @@ import { runShard } from '../src/pipeline/shard-run.js';
 import { tarHeader, TarWriter } from '../src/shard/webdataset.js';
 import { noiseJpeg, seededRandom } from './helpers/images.js';
 import { readShardFile } from './helpers/read.js';
+import { killWhen, runCli } from './helpers/cli.js';
 
 let tmp: string;
 
@@ -213,25 +213,6 @@ function cliArgs(src: string, out: string): string[] {
   return [CLI, 'shard', src, '-o', out, '--format', 'webdataset', '--samples-per-shard', '10', '--seed', '9', '--augment-views', '1', '--translate', 'none', '--bucket-mb', '0.05', '--scatter-buffer-mb', '0.02', '--progress', 'log'];
 }
 
-function runCli(args: string[]): Promise<void> {
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] });
-  let err = '';
-  child.stderr.on('data', (d) => (err += d));
-  return new Promise((resolve, reject) => {
-    child.on('error', reject);
-    child.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`exit ${code}: ${err}`))));
-  });
-}
-
-/** Starts the command and SIGKILLs it as soon as `ready()` holds (or when it would finish anyway). */
-async function killWhen(args: string[], ready: () => Promise<boolean>): Promise<void> {
-  const child = spawn(process.execPath, args, { stdio: 'ignore' });
-  const exited = new Promise((r) => child.on('exit', r));
-  const deadline = Date.now() + 120_000;
-  while (!(await ready()) && Date.now() < deadline && child.exitCode === null) await sleep(5);
-  child.kill('SIGKILL');
-  await exited;
-}
 
 async function names(dir: string): Promise<string[]> {
   return (await fs.readdir(dir).catch(() => [] as string[])).sort();
