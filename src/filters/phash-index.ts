@@ -57,6 +57,8 @@ export const DEFAULT_NEAR_DUP_DISTANCE = 10;
 export const MAX_NEAR_DUP_DISTANCE = 16;
 
 const CHUNKS = 4;
+/** Number of 16-bit chunks a hash is cut into (chunk 0 = the top 16 bits). */
+export const PHASH_CHUNKS = CHUNKS;
 const BUCKETS = 1 << 16;
 /** The tail is merged once it holds this many hashes or a sixteenth of the frozen ones, whichever is more. */
 const MIN_TAIL = 4096;
@@ -64,7 +66,7 @@ const TAIL_SHIFT = 4;
 const NONE = 0xffffffff;
 const HEX = /^[0-9a-f]{16}$/;
 
-interface Probes {
+export interface Probes {
   /** Every 16-bit mask with at most r bits set. */
   readonly masks: Uint16Array;
   /** Bits set in each mask: what the probed chunk already adds to the distance. */
@@ -72,6 +74,23 @@ interface Probes {
 }
 
 const probeCache = new Map<number, Probes>();
+/** Every 16-bit value with at most r bits set, and each one's bit count (cached per r). */
+export function probeMasksWithin(r: number): Probes {
+  return probesWithin(r);
+}
+
+/**
+ * The probes a search within maxDistance makes: per chunk, the radius around the query's chunk value
+ * (chunks whose radius would be -1 are left out). The pigeonhole argument is in the header.
+ */
+export function phashProbePlan(maxDistance: number): { chunk: number; radius: number }[] {
+  const r = Math.floor(maxDistance / CHUNKS);
+  const a = maxDistance % CHUNKS;
+  const plan: { chunk: number; radius: number }[] = [];
+  for (let c = 0; c < CHUNKS; c++) if ((c <= a ? r : r - 1) >= 0) plan.push({ chunk: c, radius: c <= a ? r : r - 1 });
+  return plan;
+}
+
 function probesWithin(r: number): Probes {
   let probes = probeCache.get(r);
   if (probes === undefined) {
@@ -91,6 +110,10 @@ function popcount32(word: number): number {
 }
 
 /** Chunk c of a hash: chunk 0 is the top 16 bits of `hi`, chunk 3 the bottom 16 bits of `lo`. */
+export function phashChunkOf(hi: number, lo: number, c: number): number {
+  return chunkOf(hi, lo, c);
+}
+
 function chunkOf(hi: number, lo: number, c: number): number {
   const word = c < 2 ? hi : lo;
   return (c & 1) === 0 ? word >>> 16 : word & 0xffff;
