@@ -12,6 +12,8 @@ import type { ProgressMode } from '../pipeline/progress.js';
 import { generateDemoCorpus, loadDemoCorpus, writeDemoManifest, type DemoCorpus } from './corpus.js';
 import { DEMO_IMAGE_OPTIONS } from './phash.js';
 import { startDemoServer } from './server.js';
+import { ApertiumTranslator, DEFAULT_PIVOTS, SOURCE_LANGUAGE } from '../translate/index.js';
+import { FilipError } from '../core/errors.js';
 
 export interface DemoOptions {
   /** Folder for the corpus and the demo's outputs. @default 'shards/demo' */
@@ -116,7 +118,8 @@ export async function runDemo(partial: Partial<DemoOptions> = {}): Promise<DemoR
   }
 
   const shardDir = path.join(o.output, 'final');
-  say(`shard (apertium back-translation, 1 AutoAugment view, seed ${o.seed}) -> ${shardDir}`);
+  const engine = await apertiumOrNone(say);
+  say(`shard (${engine === 'apertium' ? 'apertium back-translation' : 'no back-translation'}, 1 AutoAugment view, seed ${o.seed}) -> ${shardDir}`);
   const shard = await runShard({
     input: filterDir,
     output: shardDir,
@@ -124,7 +127,7 @@ export async function runDemo(partial: Partial<DemoOptions> = {}): Promise<DemoR
     samplesPerShard: 100,
     seed: o.seed,
     augment: { views: 1 },
-    translate: { engine: 'apertium' },
+    translate: { engine },
     progress: o.progress,
   });
   say(formatShardSummary(shard));
@@ -144,4 +147,27 @@ export async function runDemo(partial: Partial<DemoOptions> = {}): Promise<DemoR
   );
   await (await import('./train-step.js')).demoTrainStep(shardDir, corpus, o.output, say);
   return { corpus, ingest, filter, checks, ingestDir, filterDir, shard, shardDir, shardProblems };
+}
+
+/**
+ * The demo back-translates with Apertium where its Debian packages are installed (CI installs them).
+ * On a fresh machine without them the demo still runs end to end, without back-translations, and
+ * says how to get them.
+ */
+async function apertiumOrNone(say: (line: string) => void): Promise<'apertium' | 'none'> {
+  const apertium = new ApertiumTranslator({});
+  try {
+    for (const pivot of DEFAULT_PIVOTS.apertium) {
+      await apertium.check(SOURCE_LANGUAGE, pivot);
+      await apertium.check(pivot, SOURCE_LANGUAGE);
+    }
+    return 'apertium';
+  } catch (err) {
+    if (!(err instanceof FilipError) || err.code !== 'FILIP_ERR_TRANSLATOR') throw err;
+    say(`Apertium is not usable here (${err.message}).`);
+    say('  The demo goes on without back-translation; for it: apt-get install apertium apertium-eng-spa apertium-eng-cat');
+    return 'none';
+  } finally {
+    await apertium.close();
+  }
 }
