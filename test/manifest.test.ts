@@ -597,7 +597,7 @@ describe('malformed rows are data', () => {
     const parser = new CsvParser();
     const out: TextRecord[] = [];
     const lines = ['a,"open', ...Array.from({ length: 5000 }, (_, i) => `b${i},c`)];
-    lines.forEach((text, i) => parser.push({ text, number: i + 1, overflow: false }, out));
+    lines.forEach((text, i) => parser.push({ text, number: i + 1, offset: 0, overflow: false }, out));
     parser.end(out);
     assert.equal(out.length, 5001);
     assert.equal(out[0]!.error !== undefined, true);

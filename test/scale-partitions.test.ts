@@ -2,37 +2,29 @@
 // must keep exactly the keys of one single-machine run (plain, and with the filter), and reject bad
 // partition flags with FILIP_ERR_INVALID_OPTION.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { promises as fs } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { partitionOf, rowsInPartition } from '../src/scale/partition.js';
+import { promises as fs } from 'node:fs';
+import type { Sample } from '../src/core/sample.js';
+import { readManifests, resolveManifestOptions } from '../src/manifest/read.js';
+import { textReadStats } from '../src/manifest/text.js';
+import { onlyPartition, partitionOf, readPartition, rowsInPartition, writeCursorIndex } from '../src/scale/partition.js';
 import { readOutput } from './helpers/read.js';
-import { scaleCorpus, type ScaleCorpus } from './helpers/redis.js';
+import { scaleBed, type ScaleBed } from './helpers/scale-cli.js';
 
-const CLI = path.resolve('bin/filip-data.js');
-let corpus: ScaleCorpus;
+let bed: ScaleBed;
 let tmp: string;
 
 before(async () => {
-  tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'filip-scale-part-'));
-  corpus = await scaleCorpus(tmp, 150);
+  bed = await scaleBed('scale-part', 150);
+  tmp = bed.tmp;
 });
 
 after(async () => {
-  await corpus?.server.close();
-  await fs.rm(tmp, { recursive: true, force: true });
+  await bed?.close();
 });
 
-function cli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], cwd: tmp });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (d) => (stdout += d));
-  child.stderr.on('data', (d) => (stderr += d));
-  return new Promise((resolve) => child.on('exit', (code) => resolve({ code, stdout, stderr })));
-}
+const cli = (args: string[]) => bed.cli(args);
 
 async function ok(args: string[]): Promise<string> {
   const r = await cli(args);
@@ -61,7 +53,7 @@ test('3 partitions + merge keep the keys of one machine, with and without the fi
   for (let i = 0; i < 3; i++) {
     const dir = path.join(tmp, `part-${i}`);
     parts.push(dir);
-    await ok(['ingest', corpus.manifest, '-o', dir, ...COMMON, '--partitions', '3', '--partition', String(i), '--rows-per-job', '10']);
+    await ok(['ingest', bed.corpus.manifest, '-o', dir, ...COMMON, '--partitions', '3', '--partition', String(i), '--rows-per-job', '10']);
   }
   // Each partition holds only its own rows.
   for (const [i, dir] of parts.entries()) {
@@ -69,7 +61,7 @@ test('3 partitions + merge keep the keys of one machine, with and without the fi
     for (const key of [...kept, ...rejects.map((r) => r.split(' ')[0]!)]) assert.equal(partitionOf(Number(key.slice(4)), 10, 3), i);
   }
 
-  await ok(['ingest', corpus.manifest, '-o', path.join(tmp, 'single'), ...COMMON]);
+  await ok(['ingest', bed.corpus.manifest, '-o', path.join(tmp, 'single'), ...COMMON]);
   await ok(['merge', ...parts, '-o', path.join(tmp, 'merged'), '--progress', 'none']);
   const single = await keysOf(path.join(tmp, 'single'));
   const merged = await keysOf(path.join(tmp, 'merged'));
@@ -77,7 +69,7 @@ test('3 partitions + merge keep the keys of one machine, with and without the fi
   assert.deepEqual(merged.kept, single.kept, 'merge keeps the keys of a single-machine ingest');
   assert.deepEqual(merged.rejects, single.rejects, 'and rejects the others for the same reasons');
 
-  await ok(['ingest', corpus.manifest, '-o', path.join(tmp, 'single-filtered'), ...COMMON, ...FILTER]);
+  await ok(['ingest', bed.corpus.manifest, '-o', path.join(tmp, 'single-filtered'), ...COMMON, ...FILTER]);
   await ok(['merge', ...parts, '-o', path.join(tmp, 'merged-filtered'), '--progress', 'none', ...FILTER]);
   const singleF = await keysOf(path.join(tmp, 'single-filtered'));
   const mergedF = await keysOf(path.join(tmp, 'merged-filtered'));
@@ -101,7 +93,7 @@ test('3 partitions + merge keep the keys of one machine, with and without the fi
 });
 
 test('bad partition flags are FILIP_ERR_INVALID_OPTION naming the flag', async () => {
-  const base = ['ingest', corpus.manifest, '-o', path.join(tmp, 'bad'), ...COMMON];
+  const base = ['ingest', bed.corpus.manifest, '-o', path.join(tmp, 'bad'), ...COMMON];
   const cases: [string[], RegExp][] = [
     [['--partitions', '3', '--partition', '3'], /`partition`.*0 to 2/],
     [['--partitions', '3', '--partition', '-1'], /`partition`/],
@@ -117,4 +109,56 @@ test('bad partition flags are FILIP_ERR_INVALID_OPTION naming the flag', async (
     assert.match(r.stderr, /FILIP_ERR_INVALID_OPTION/, flags.join(' '));
     assert.match(r.stderr, detail, flags.join(' '));
   }
+});
+
+async function collect(rows: AsyncIterable<Sample>): Promise<string[]> {
+  const out: string[] = [];
+  for await (const s of rows) out.push([s.key, s.index, s.source.row, s.status, s.url, s.caption].join(' '));
+  return out;
+}
+
+test('readPartition enters its own blocks only, and yields what filtering a full read yields', async () => {
+  const dir = path.join(tmp, 'lib');
+  await fs.mkdir(dir, { recursive: true });
+  await fs.writeFile(path.join(dir, 'a.csv'), 'url,caption\n' + Array.from({ length: 23 }, (_, i) => `https://a/${i}.jpg,"row ${i}\nsecond line"`).join('\n'));
+  await fs.writeFile(path.join(dir, 'b.jsonl'), Array.from({ length: 17 }, (_, i) => (i === 3 ? '{bad' : JSON.stringify({ url: `https://b/${i}.jpg`, caption: `b ${i}` }))).join('\n'));
+  await fs.writeFile(path.join(dir, 'c.tsv'), 'url\tcaption\n' + Array.from({ length: 19 }, (_, i) => `https://c/${i}.jpg\tc ${i}`).join('\n'));
+  const options = resolveManifestOptions({ inputs: [dir] });
+  const index = path.join(tmp, 'lib.index');
+  assert.equal(await writeCursorIndex(options, 7, index), 59);
+  for (const start of [0, 10, 30]) {
+    for (let p = 0; p < 3; p++) {
+      const spec = { rowsPerJob: 7, partitions: 3, partition: p };
+      const expected = await collect(onlyPartition(readManifests(options, start), 7, 3, p));
+      assert.ok(expected.length > 0);
+      assert.deepEqual(await collect(readPartition(options, spec, start)), expected, `partition ${p} from ${start}, scanned`);
+      assert.deepEqual(await collect(readPartition(options, spec, start, index)), expected, `partition ${p} from ${start}, from the index`);
+    }
+  }
+  await assert.rejects(collect(readPartition(options, { rowsPerJob: 8, partitions: 3, partition: 0 }, 0, index)), /FILIP_ERR_INVALID_OPTION|rowsPerJob/);
+
+  // With the index, N partitions together read the manifest about once (counted bytes, not time).
+  const lines = ['url\tcaption'];
+  for (let i = 0; i < 40_000; i++) lines.push(`https://example.com/${i}.jpg\ta caption for row ${i} of a long manifest`);
+  const long = path.join(tmp, 'long.tsv');
+  await fs.writeFile(long, `${lines.join('\n')}\n`);
+  const size = (await fs.stat(long)).size;
+  const longOptions = resolveManifestOptions({ inputs: [long] });
+  const longIndex = path.join(tmp, 'long.index');
+  await writeCursorIndex(longOptions, 1000, longIndex);
+  const read: number[] = [];
+  for (let p = 0; p < 4; p++) {
+    const before = textReadStats.bytes;
+    let n = 0;
+    for await (const _ of readPartition(longOptions, { rowsPerJob: 1000, partitions: 4, partition: p }, 0, longIndex)) n++;
+    assert.equal(n, 10_000);
+    read.push(textReadStats.bytes - before);
+  }
+  const slack = 10 * (4096 + 2 * 65536); // per block: the header block and one block past its end
+  for (const [p, bytes] of read.entries()) assert.ok(bytes <= size / 4 + slack, `partition ${p} read ${bytes} of ${size} bytes`);
+  const before = textReadStats.bytes;
+  for await (const _ of onlyPartition(readManifests(longOptions), 1000, 4, 3)) void _;
+  const filtering = textReadStats.bytes - before;
+  assert.ok(filtering >= size, 'filtering a full read reads the whole file for every partition');
+  process.stdout.write(`# partitions: 4 partitions read ${read.reduce((a, b) => a + b, 0)} bytes of a ${size}-byte manifest with the index; filtering a full read: ${4 * filtering}\n`);
 });

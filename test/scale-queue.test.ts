@@ -1,14 +1,18 @@
 // Scale-out on Redis: three `filip-data worker` processes over one manifest, one killed with SIGKILL
 // in the middle of a job. The output must hold exactly the keys (and reject reasons) of a
 // single-process `ingest --filter` of the same manifest: none lost, none twice, nothing half-written.
+// And `ingest --retry-failed --queue` re-attempts exactly what single-process `--retry-failed` does.
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
+import { noiseJpeg } from './helpers/images.js';
 import { readOutput } from './helpers/read.js';
 import { scaleCorpus, startRedis, type ScaleCorpus, type TestRedis } from './helpers/redis.js';
+import { sendBytes, startServer } from './helpers/server.js';
+import { gzipSync } from 'node:zlib';
 
 const CLI = path.resolve('bin/filip-data.js');
 let redis: TestRedis;
@@ -121,4 +125,112 @@ test('three workers, one killed mid-job: the same keys as a single-process run, 
   assert.equal(status.code, 0, status.stderr);
   assert.match(status.stdout, /waiting 0, active 0, done 30, failed 0/);
   assert.match(status.stdout, /committed 15\/15/);
+});
+
+test('--retry-failed with --queue re-attempts the transient rejects as a single-process retry does', async () => {
+  // Rows under /flaky/ answer 503 until the server "recovers". Among them: a repeated URL (the second
+  // use stays duplicate_url), an image that an earlier row already kept (duplicate_image once it loads)
+  // and, for contrast, a 404 (not transient: never retried).
+  const images = await Promise.all([0, 1, 2, 3, 4, 5, 6, 7].map((i) => noiseJpeg(500 + i)));
+  let healthy = false;
+  const server = await startServer((p) => {
+    const m = /^\/(ok|flaky)\/(\d+)\.jpg$/.exec(p);
+    if (!m) return undefined;
+    if (m[1] === 'flaky' && !healthy) return (_req, res) => void res.writeHead(503).end('busy');
+    return sendBytes(images[Number(m[2])]!);
+  });
+  try {
+    const base = server.baseUrl;
+    const rows = [
+      [`${base}/ok/0.jpg`, 'a red barn'],
+      [`${base}/flaky/1.jpg`, 'a small boat'],
+      [`${base}/ok/2.jpg`, 'an old house'],
+      [`${base}/flaky/1.jpg`, 'the same boat again'],
+      [`${base}/flaky/0.jpg?copy`, 'the red barn under another URL'],
+      [`${base}/missing.jpg`, 'gone for good'],
+      [`${base}/flaky/3.jpg`, 'a quiet bridge'],
+      [`${base}/ok/4.jpg`, 'a tall tower'],
+      [`${base}/flaky/5.jpg`, 'a sunny market'],
+      [`${base}/ok/6.jpg`, 'a narrow street'],
+      [`${base}/flaky/7.jpg`, 'an empty school'],
+    ];
+    const manifest = path.join(tmp, 'flaky.tsv');
+    await fs.writeFile(manifest, ['url\tcaption', ...rows.map((r) => r.join('\t'))].join('\n'));
+    const flags = ['--image-size', '64', '--retries', '0', '--progress', 'none'];
+    const q = ['--queue', redis.url, '--queue-name', 'retry', '--rows-per-job', '4'];
+    const worker = ['worker', '--queue', redis.url, '--queue-name', 'retry', '--until-done'];
+    const must = async (args: string[]) => {
+      const r = await run(args);
+      assert.equal(r.code, 0, `${args.join(' ')}\n${r.stderr}`);
+      return r.stdout;
+    };
+
+    const single = path.join(tmp, 'retry-single');
+    const queued = path.join(tmp, 'retry-queued');
+    await must(['ingest', manifest, '-o', single, ...flags]);
+    await must(['ingest', manifest, '-o', queued, ...flags, ...q]);
+    await must(worker);
+    const transient = (await readOutput(queued)).rejects.filter((r) => r.reason === 'http_server_error').length;
+    assert.equal(transient, 5, 'every flaky row but the repeated URL failed with a 503');
+
+    healthy = true;
+    await must(['ingest', manifest, '-o', single, ...flags, '--retry-failed']);
+    const stdout = await must(['ingest', manifest, '-o', queued, ...flags, ...q, '--retry-failed']);
+    assert.match(stdout, /queued 5 rows rejected for transient reasons/);
+    await must(worker);
+
+    const expected = await readOutput(single);
+    const actual = await readOutput(queued);
+    const kept = (o: typeof expected) => o.rows.map((r) => String(r.key));
+    const latest = (o: typeof expected) => {
+      const last = new Map<string, string>();
+      for (const r of o.rejects) last.set(r.key, r.reason);
+      for (const k of kept(o)) last.delete(k);
+      return [...last].map(([k, reason]) => `${k} ${reason}`).sort();
+    };
+    assert.deepEqual(kept(actual), kept(expected), 'the same kept keys, in the same order');
+    assert.deepEqual(latest(actual), latest(expected), 'the same final reason for every other row');
+    assert.ok(latest(actual).some((r) => r.endsWith('duplicate_image')), 'a retried row can be a duplicate of a kept one');
+    assert.ok(latest(actual).some((r) => r.endsWith('duplicate_url')) && latest(actual).some((r) => r.endsWith('http_status')));
+    assert.equal(new Set(kept(actual)).size, kept(actual).length, 'no key kept twice');
+    assert.equal(kept(actual).length, 8, '8 distinct images load once the server recovers');
+
+    // Nothing transient is left: a second retry queues nothing, and the run stays done.
+    const again = await must(['ingest', manifest, '-o', queued, ...flags, ...q, '--retry-failed']);
+    assert.match(again, /queued 0 rows/);
+    const status = await run(['status', '--queue', redis.url, '--queue-name', 'retry']);
+    assert.match(status.stdout, /committed 5\/5/);
+  } finally {
+    await server.close();
+  }
+});
+
+test('a gzipped manifest: chunk jobs read a plain copy from their offsets, with the keys of a single run', async () => {
+  const dir = path.join(tmp, 'gz');
+  await fs.mkdir(dir, { recursive: true });
+  const small = await scaleCorpus(dir, 45);
+  try {
+    const gz = path.join(dir, 'manifest.tsv.gz');
+    await fs.writeFile(gz, gzipSync(await fs.readFile(small.manifest)));
+    const flags = ['--image-size', '64', '--progress', 'none'];
+    const single = path.join(dir, 'single');
+    const out = path.join(dir, 'queued');
+    for (const args of [
+      ['ingest', gz, '-o', single, ...flags],
+      ['ingest', gz, '-o', out, ...flags, '--queue', redis.url, '--queue-name', 'gz', '--rows-per-job', '7'],
+      ['worker', '--queue', redis.url, '--queue-name', 'gz', '--until-done'],
+    ]) {
+      const r = await run(args);
+      assert.equal(r.code, 0, `${args.join(' ')}\n${r.stderr}`);
+    }
+    const copies = await fs.readdir(path.join(out, '.staging', 'manifests'));
+    assert.deepEqual(copies, ['0000-manifest.tsv'], 'the producer gunzipped the manifest once');
+    const [a, b] = [keysOf(await readOutput(single)), keysOf(await readOutput(out))];
+    assert.deepEqual(b.kept, a.kept);
+    assert.deepEqual(b.rejects, a.rejects);
+    const sources = (await readOutput(out)).rejects.map((r) => (r as unknown as { source: string }).source);
+    assert.ok(sources.every((s) => s.startsWith(`${gz}:`)), 'sources name the gzipped manifest, not its copy');
+  } finally {
+    await small.server.close();
+  }
 });

@@ -1,42 +1,31 @@
 // `filip-data status` and the queue's bad inputs: an unreachable Redis is FILIP_ERR_QUEUE naming the
 // URL, for every command that takes --queue.
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { promises as fs } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { freePort, scaleCorpus, startRedis, type ScaleCorpus, type TestRedis } from './helpers/redis.js';
+import { freePort, startRedis, type TestRedis } from './helpers/redis.js';
+import { scaleBed, type ScaleBed } from './helpers/scale-cli.js';
 
-const CLI = path.resolve('bin/filip-data.js');
 let redis: TestRedis;
-let corpus: ScaleCorpus;
+let bed: ScaleBed;
 let tmp: string;
 
 before(async () => {
-  tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'filip-scale-status-'));
+  bed = await scaleBed('scale-status', 40);
+  tmp = bed.tmp;
   redis = await startRedis();
-  corpus = await scaleCorpus(tmp, 40);
 });
 
 after(async () => {
-  await corpus?.server.close();
+  await bed?.close();
   await redis?.stop();
-  await fs.rm(tmp, { recursive: true, force: true });
 });
 
-function cli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'pipe', 'pipe'], cwd: tmp });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (d) => (stdout += d));
-  child.stderr.on('data', (d) => (stderr += d));
-  return new Promise((resolve) => child.on('exit', (code) => resolve({ code, stdout, stderr })));
-}
+const cli = (args: string[]) => bed.cli(args);
 
 test('status: jobs waiting before any worker, then done, and rows/s per worker', async () => {
   const out = path.join(tmp, 'out');
-  const q = await cli(['ingest', corpus.manifest, '-o', out, '--image-size', '64', '--queue', redis.url, '--queue-name', 'st', '--rows-per-job', '8']);
+  const q = await cli(['ingest', bed.corpus.manifest, '-o', out, '--image-size', '64', '--queue', redis.url, '--queue-name', 'st', '--rows-per-job', '8']);
   assert.equal(q.code, 0, q.stderr);
 
   const before = await cli(['status', '--queue', redis.url, '--queue-name', 'st']);
@@ -68,11 +57,11 @@ test('status: jobs waiting before any worker, then done, and rows/s per worker',
 
 test('ingest --queue again with other options is refused; the same command adds nothing', async () => {
   const out = path.join(tmp, 'out');
-  const same = await cli(['ingest', corpus.manifest, '-o', out, '--image-size', '64', '--queue', redis.url, '--queue-name', 'st', '--rows-per-job', '8']);
+  const same = await cli(['ingest', bed.corpus.manifest, '-o', out, '--image-size', '64', '--queue', redis.url, '--queue-name', 'st', '--rows-per-job', '8']);
   assert.equal(same.code, 0, same.stderr);
   const status = await cli(['status', '--queue', redis.url, '--queue-name', 'st']);
   assert.match(status.stdout, /waiting 0, active 0, done 5/, 'no job added twice');
-  const other = await cli(['ingest', corpus.manifest, '-o', out, '--image-size', '96', '--queue', redis.url, '--queue-name', 'st']);
+  const other = await cli(['ingest', bed.corpus.manifest, '-o', out, '--image-size', '96', '--queue', redis.url, '--queue-name', 'st']);
   assert.equal(other.code, 2);
   assert.match(other.stderr, /FILIP_ERR_QUEUE.*holds another run/);
 });
@@ -80,7 +69,7 @@ test('ingest --queue again with other options is refused; the same command adds 
 test('an unreachable Redis or a bad queue URL is FILIP_ERR_QUEUE naming the URL', async () => {
   const dead = `redis://127.0.0.1:${await freePort()}/0`;
   const cases: [string[], string][] = [
-    [['ingest', corpus.manifest, '-o', path.join(tmp, 'x'), '--queue', dead], dead],
+    [['ingest', bed.corpus.manifest, '-o', path.join(tmp, 'x'), '--queue', dead], dead],
     [['worker', '--queue', dead], dead],
     [['status', '--queue', dead], dead],
     [['status', '--queue', 'http://127.0.0.1/0'], 'http://127.0.0.1/0'],

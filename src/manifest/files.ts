@@ -3,7 +3,10 @@
 // of the arguments or of readdir: it is the sorted list of paths.
 
 import type { Dirent } from 'node:fs';
-import { readdir, stat } from 'node:fs/promises';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { readdir, rename, stat } from 'node:fs/promises';
+import { pipeline } from 'node:stream/promises';
+import { createGunzip } from 'node:zlib';
 import { join, resolve } from 'node:path';
 
 import { FilipError } from '../core/errors.js';
@@ -97,4 +100,18 @@ export async function listManifestFiles(inputs: readonly string[]): Promise<stri
     );
   }
   return [...found.values()].sort(byPath);
+}
+
+/**
+ * Writes the gunzipped bytes of `file` to `dest` (through `dest.tmp`, renamed when complete, so a
+ * killed copy is never taken for a whole one). Streaming: memory stays flat whatever the size.
+ */
+export async function gunzipFile(file: string, dest: string): Promise<void> {
+  const tmp = `${dest}.tmp`;
+  try {
+    await pipeline(createReadStream(file), createGunzip(), createWriteStream(tmp));
+  } catch (err) {
+    throw new FilipError('FILIP_ERR_MANIFEST', `cannot gunzip manifest: ${(err as Error).message}`, { file }, { cause: err });
+  }
+  await rename(tmp, dest);
 }

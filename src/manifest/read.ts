@@ -22,7 +22,7 @@ import {
 import { formatFromPath, isGzipPath, listManifestFiles } from './files.js';
 import { DEFAULT_MANIFEST_OPTIONS, resolveManifestOptions, type ManifestFormat, type ManifestOptions } from './options.js';
 import { openParquet, parquetRowCount, readParquetRows } from './parquet.js';
-import { firstTextRecord, textRecords, type TextRecord } from './text.js';
+import { firstTextRecord, textRecords, type TextRecord, type TextStart } from './text.js';
 
 export { MANIFEST_EXTENSIONS, formatFromPath, listManifestFiles } from './files.js';
 export {
@@ -115,6 +115,8 @@ async function textLayout(file: string, format: TextFormat, urlCol: string): Pro
 interface TextPlan extends TextLayout {
   readonly kind: 'text';
   readonly file: string;
+  /** Where the bytes are read from: the file itself, or a plain copy of a gzipped one. */
+  readonly readPath: string;
   readonly fileIndex: number;
   /** Positions of the requested columns; undefined for JSONL (looked up per row) and empty files. */
   readonly positions?: ColumnPositions;
@@ -123,6 +125,8 @@ interface TextPlan extends TextLayout {
 interface ParquetPlan {
   readonly kind: 'parquet';
   readonly file: string;
+  /** Where the bytes are read from: the file itself, or a plain copy of a gzipped one. */
+  readonly readPath: string;
   readonly fileIndex: number;
   /** From the footer; undefined for `.parquet.gz`, whose columns are checked when it is read. */
   readonly rows?: number;
@@ -141,22 +145,22 @@ function requestOf(options: ManifestOptions, layout?: TextLayout): ColumnRequest
 }
 
 /** Opens one file far enough to know its layout and to check its columns; throws on a bad file. */
-async function planFile(file: string, fileIndex: number, options: ManifestOptions): Promise<FilePlan> {
+async function planFile(file: string, fileIndex: number, options: ManifestOptions, readPath = file): Promise<FilePlan> {
   const format = concreteFormat(file, options.format);
   if (format === 'parquet') {
-    if (isGzipPath(file)) return { kind: 'parquet', file, fileIndex };
-    const open = await openParquet(file);
+    if (isGzipPath(readPath)) return { kind: 'parquet', file, readPath, fileIndex };
+    const open = await openParquet(readPath);
     try {
       locateColumns(file, open.columns, requestOf(options));
-      return { kind: 'parquet', file, fileIndex, rows: open.rows };
+      return { kind: 'parquet', file, readPath, fileIndex, rows: open.rows };
     } finally {
       await open.close();
     }
   }
-  const layout = await textLayout(file, format, options.urlCol);
-  if (layout.empty || layout.format === 'jsonl') return { kind: 'text', file, fileIndex, ...layout };
+  const layout = await textLayout(readPath, format, options.urlCol);
+  if (layout.empty || layout.format === 'jsonl') return { kind: 'text', file, readPath, fileIndex, ...layout };
   const positions = locateColumns(file, layout.columns, requestOf(options, layout));
-  return { kind: 'text', file, fileIndex, ...layout, positions };
+  return { kind: 'text', file, readPath, fileIndex, ...layout, positions };
 }
 
 function namesOf(options: ManifestOptions): RowNames {
@@ -236,13 +240,19 @@ async function* readTextFile(
   options: ManifestOptions,
   base: number,
   startIndex: number,
+  from?: EntryPoint,
 ): AsyncGenerator<Sample[], number> {
   if (plan.empty) return 0;
   // Headerless files name their fields 'url' and 'caption' whatever urlCol and captionCol say.
   const names = plan.header || plan.format === 'jsonl' ? namesOf(options) : { ...namesOf(options), url: 'url', caption: 'caption' };
-  let row = 0;
-  let headerPending = plan.header;
-  for await (const batch of textRecords(plan.file, plan.format)) {
+  // An entry point with a byte offset is a data record's first line: the header, if any, is behind
+  // it. Without an offset, the file is read from its start and the rows before the entry skipped.
+  const entered = from?.text !== undefined;
+  let row = entered ? from!.row : 0;
+  let headerPending = plan.header && !entered;
+  if (!entered && from !== undefined) startIndex = Math.max(startIndex, base + from.row);
+  // A file entered mid-way is a chunk job's: smaller reads, so the read past the chunk's end stays small.
+  for await (const batch of textRecords(plan.readPath, plan.format, from?.text, entered ? 1 << 14 : 1 << 16)) {
     const samples: Sample[] = [];
     for (const record of batch) {
       if (headerPending) {
@@ -266,8 +276,9 @@ async function* readParquetFile(
   options: ManifestOptions,
   base: number,
   startIndex: number,
+  from?: EntryPoint,
 ): AsyncGenerator<Sample[], number> {
-  const open = await openParquet(plan.file);
+  const open = await openParquet(plan.readPath);
   try {
     const positions = locateColumns(plan.file, open.columns, requestOf(options));
     const urlName = open.columns[positions.url]!;
@@ -275,7 +286,8 @@ async function* readParquetFile(
     const keepNames = positions.keep.map((p) => open.columns[p]!);
     const wanted = [...new Set([urlName, captionName, ...keepNames])];
     const names = namesOf(options);
-    for await (const { rowStart, rows } of readParquetRows(plan.file, open, wanted, Math.max(0, startIndex - base))) {
+    const first = Math.max(0, startIndex - base, from?.row ?? 0);
+    for await (const { rowStart, rows } of readParquetRows(plan.file, open, wanted, first)) {
       const samples = new Array<Sample>(rows.length);
       for (let i = 0; i < rows.length; i++) {
         const data = rows[i]!;
@@ -334,6 +346,142 @@ export async function* readManifests(options: ManifestOptions, startIndex = 0): 
       }
     } finally {
       await batches.return(0); // closes the file when the consumer stops early; a no-op otherwise
+    }
+  }
+}
+
+/**
+ * A place to enter the manifests mid-way without reading what comes before it: the first row of a
+ * chunk, as found once by scanManifests and handed to readManifestsFrom by whoever reads the chunk.
+ */
+export interface ManifestCursor {
+  /** Position of the file in the sorted file list (the first part of every key). */
+  readonly fileIndex: number;
+  /** 0-based data row in that file (the row of `source`, the second part of the key). */
+  readonly row: number;
+  /** 0-based global index of that row. */
+  readonly index: number;
+  /** Text: byte offset of the row's first line in the (decompressed) file. */
+  readonly offset?: number;
+  /** Text: physical lines before that line (line numbers in messages stay those of a full read). */
+  readonly linesBefore?: number;
+  /** Parquet: the row group that holds the row, and the row's place in that group. */
+  readonly rowGroup?: number;
+  readonly groupRow?: number;
+}
+
+/** Where one file is entered: its first data row to read, and for text where its bytes begin. */
+interface EntryPoint {
+  readonly row: number;
+  readonly text?: TextStart;
+}
+
+/**
+ * Plain copies to read instead of gzipped files (original path -> copy): a gzip stream cannot be
+ * entered mid-way, its plain copy can. Keys and `source` still name the original file.
+ */
+export type PlainCopies = Readonly<Record<string, string>>;
+
+function entryOf(cursor: ManifestCursor): EntryPoint {
+  if (cursor.offset === undefined) return { row: cursor.row };
+  return { row: cursor.row, text: { offset: cursor.offset, linesBefore: cursor.linesBefore ?? 0 } };
+}
+
+/**
+ * Reads every manifest row once, as readManifests would, and calls `onCursor` with a cursor for the
+ * rows whose global index is a multiple of `every` (0, every, 2 x every, ...). Returns the number of
+ * rows. Text files are parsed record by record without building samples; parquet cursors come from
+ * the footers alone. File-level errors are thrown as by readManifests, before the first cursor.
+ */
+export async function scanManifests(
+  options: ManifestOptions,
+  every: number,
+  onCursor: (cursor: ManifestCursor) => void | Promise<void>,
+  copies: PlainCopies = {},
+): Promise<number> {
+  const resolved = resolveManifestOptions(options);
+  intOption('every', every, 1);
+  const files = await listManifestFiles(resolved.inputs);
+  const plans: FilePlan[] = [];
+  for (const [fileIndex, file] of files.entries()) plans.push(await planFile(file, fileIndex, resolved, copies[file] ?? file));
+  let base = 0;
+  for (const plan of plans) {
+    if (plan.kind === 'parquet') {
+      const open = await openParquet(plan.readPath);
+      try {
+        let groupStart = 0;
+        for (const [rowGroup, group] of open.metadata.row_groups.entries()) {
+          const rows = Number(group.num_rows);
+          const firstIndex = base + groupStart;
+          for (let index = Math.ceil(firstIndex / every) * every; index < firstIndex + rows; index += every) {
+            const row = index - base;
+            await onCursor({ fileIndex: plan.fileIndex, row, index, rowGroup, groupRow: row - groupStart });
+          }
+          groupStart += rows;
+        }
+        base += open.rows;
+      } finally {
+        await open.close();
+      }
+      continue;
+    }
+    if (plan.empty) continue;
+    let headerPending = plan.header;
+    let row = 0;
+    for await (const batch of textRecords(plan.readPath, plan.format)) {
+      for (const record of batch) {
+        if (headerPending) {
+          headerPending = false;
+          continue;
+        }
+        const index = base + row;
+        if (index % every === 0) {
+          await onCursor({ fileIndex: plan.fileIndex, row, index, offset: record.offset, linesBefore: record.line - 1 });
+        }
+        row++;
+      }
+    }
+    base += row;
+  }
+  return base;
+}
+
+/**
+ * The rows with global index in [cursor.index, end), exactly as readManifests yields them (same keys,
+ * sources, values and malformed rows), read from the cursor's place: nothing before it is read, and
+ * only the files the range touches are opened. `options.inputs` must be the sorted file list the
+ * cursor was found in (listManifestFiles' result, as scanManifests saw it), not folders.
+ */
+export async function* readManifestsFrom(
+  options: ManifestOptions,
+  cursor: ManifestCursor,
+  end: number,
+  copies: PlainCopies = {},
+): AsyncGenerator<Sample> {
+  const resolved = resolveManifestOptions(options);
+  const files = resolved.inputs;
+  let base = cursor.index - cursor.row;
+  let entry: EntryPoint | undefined = entryOf(cursor);
+  for (let fileIndex = cursor.fileIndex; fileIndex < files.length && base < end; fileIndex++) {
+    const file = files[fileIndex]!;
+    const plan = await planFile(file, fileIndex, resolved, copies[file] ?? file);
+    const batches =
+      plan.kind === 'parquet' ? readParquetFile(plan, resolved, base, 0, entry) : readTextFile(plan, resolved, base, 0, entry);
+    entry = undefined;
+    try {
+      for (;;) {
+        const next = await batches.next();
+        if (next.done === true) {
+          base += next.value;
+          break;
+        }
+        for (const sample of next.value) {
+          if (sample.index >= end) return;
+          yield sample;
+        }
+      }
+    } finally {
+      await batches.return(0);
     }
   }
 }

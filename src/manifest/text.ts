@@ -1,6 +1,8 @@
 // Streaming record sources for the text formats (TSV, CSV, JSON Lines, optionally gzipped).
 // Everything works on 64 KiB chunks and yields small batches of records, so memory stays flat
-// whatever the file's length, and no single record may grow past MAX_RECORD_CHARS.
+// whatever the file's length, and no single record may grow past MAX_RECORD_CHARS. Every line and
+// record carries its byte offset, so a reader can later start at a record (TextStart) instead of at
+// the top of the file: that is how chunk jobs read only their own rows.
 
 import { createReadStream } from 'node:fs';
 import type { Readable } from 'node:stream';
@@ -21,6 +23,8 @@ export interface Line {
   readonly text: string;
   /** 1-based physical line number in the (decompressed) file. */
   readonly number: number;
+  /** Byte offset of the line's first byte in the (decompressed) file: where a reader can start again. */
+  readonly offset: number;
   /** The line was longer than MAX_RECORD_CHARS; its text was dropped. */
   readonly overflow: boolean;
 }
@@ -29,6 +33,8 @@ export interface Line {
 export interface TextRecord {
   /** 1-based physical line where the record starts. */
   readonly line: number;
+  /** Byte offset (in the decompressed file) of that line: reading from here yields this record first. */
+  readonly offset: number;
   /** The line (TSV, JSONL), without a trailing `\r`. */
   readonly text?: string;
   /** The parsed fields (CSV). */
@@ -39,6 +45,20 @@ export interface TextRecord {
   readonly errorField?: number;
 }
 
+/**
+ * Where to start reading a text file: the byte offset of a line start (in the decompressed text) and
+ * the number of physical lines before it, so line numbers (and messages) are those of a full read.
+ */
+export interface TextStart {
+  readonly offset: number;
+  readonly linesBefore: number;
+}
+
+export const FILE_START: TextStart = { offset: 0, linesBefore: 0 };
+
+/** Bytes actually read from disk by the text readers since the process started (tests, benches). */
+export const textReadStats = { bytes: 0 };
+
 function cannotRead(file: string, err: unknown): FilipError {
   if (err instanceof FilipError) return err;
   return new FilipError('FILIP_ERR_MANIFEST', `cannot read manifest: ${(err as Error).message}`, { file }, {
@@ -46,21 +66,26 @@ function cannotRead(file: string, err: unknown): FilipError {
   });
 }
 
-/** Decoded UTF-8 text of a file in chunks, gunzipped when the name ends in `.gz`; a BOM is dropped. */
-export async function* readTextChunks(file: string): AsyncGenerator<string> {
-  const source = createReadStream(file, { highWaterMark: 1 << 16 });
+/**
+ * Raw bytes of a file from `start`, gunzipped when the name ends in `.gz`. A gzip stream cannot be
+ * entered mid-way, so for `.gz` the bytes before `start` are inflated and dropped: correct, but it
+ * costs the whole prefix (queue workers are given a plain copy instead, see src/scale/producer.ts).
+ */
+async function* readBytes(file: string, start: number, chunkBytes: number): AsyncGenerator<Buffer> {
+  const gzip = isGzipPath(file);
+  const source = createReadStream(file, { highWaterMark: chunkBytes, start: gzip ? 0 : start });
+  source.on('data', (d) => (textReadStats.bytes += d.length));
   let stream: Readable = source;
-  if (isGzipPath(file)) {
-    const gunzip = createGunzip({ chunkSize: 1 << 16 });
+  if (gzip) {
+    const gunzip = createGunzip({ chunkSize: Math.max(chunkBytes, 1 << 10) });
     source.on('error', (err) => gunzip.destroy(err));
     stream = source.pipe(gunzip);
   }
-  stream.setEncoding('utf8');
-  const iterator = stream[Symbol.asyncIterator]() as AsyncIterator<string>;
-  let first = true;
+  const iterator = stream[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+  let skip = gzip ? start : 0;
   try {
     for (;;) {
-      let next: IteratorResult<string>;
+      let next: IteratorResult<Buffer>;
       try {
         next = await iterator.next();
       } catch (err) {
@@ -68,9 +93,13 @@ export async function* readTextChunks(file: string): AsyncGenerator<string> {
       }
       if (next.done === true) return;
       let chunk = next.value;
-      if (first) {
-        first = false;
-        if (chunk.charCodeAt(0) === 0xfeff) chunk = chunk.slice(1);
+      if (skip > 0) {
+        if (chunk.length <= skip) {
+          skip -= chunk.length;
+          continue;
+        }
+        chunk = chunk.subarray(skip);
+        skip = 0;
       }
       yield chunk;
     }
@@ -80,34 +109,87 @@ export async function* readTextChunks(file: string): AsyncGenerator<string> {
   }
 }
 
-/** Splits chunks into physical lines, in batches (one per chunk) to keep per-line overhead low. */
-export async function* readLines(chunks: AsyncIterable<string>): AsyncGenerator<Line[]> {
-  let rest = '';
-  let number = 0;
+const NL = 10;
+
+/**
+ * The physical lines of a text manifest from `from` on, in batches (one per chunk read) to keep
+ * per-line overhead low, each with its byte offset. Lines are split on the `\n` byte (never part of a
+ * multi-byte UTF-8 character) and decoded a chunk at a time; offsets cost nothing for ASCII text and
+ * one Buffer.byteLength per line otherwise. A BOM at the very start is dropped.
+ */
+export async function* readLines(file: string, from: TextStart = FILE_START, chunkBytes = 1 << 16): AsyncGenerator<Line[]> {
+  let offset = from.offset; // of the first byte of `pending`
+  let number = from.linesBefore;
+  // The line being read, not yet ended by a newline: its bytes, unless it is already known too long.
+  let pending: Buffer[] = [];
+  let pendingBytes = 0;
   let overflow = false;
-  for await (const chunk of chunks) {
-    const batch: Line[] = [];
-    let start = 0;
-    let nl = chunk.indexOf('\n');
-    while (nl !== -1) {
-      number++;
-      if (rest.length + (nl - start) > MAX_RECORD_CHARS) overflow = true;
-      batch.push(overflow ? { text: '', number, overflow } : { text: rest + chunk.slice(start, nl), number, overflow });
-      rest = '';
-      overflow = false;
-      start = nl + 1;
-      nl = chunk.indexOf('\n', start);
+  let first = from.offset === 0;
+  const hold = (bytes: Buffer) => {
+    if (overflow) return;
+    pendingBytes += bytes.length;
+    // A UTF-8 character is at most 4 bytes: past 4 x the limit the line is too long whatever it holds.
+    if (pendingBytes > 4 * MAX_RECORD_CHARS) {
+      overflow = true;
+      pending = [];
+    } else {
+      pending.push(bytes);
     }
-    if (!overflow && start < chunk.length) {
-      rest += chunk.slice(start);
-      if (rest.length > MAX_RECORD_CHARS) {
-        overflow = true;
-        rest = '';
+  };
+  const endLine = (text: string, lineBytes: number, batch: Line[]) => {
+    number++;
+    const long = overflow || text.length > MAX_RECORD_CHARS;
+    batch.push({ text: long ? '' : text, number, offset, overflow: long });
+    offset += lineBytes;
+    pending = [];
+    pendingBytes = 0;
+    overflow = false;
+  };
+  for await (let chunk of readBytes(file, from.offset, chunkBytes)) {
+    if (first) {
+      first = false;
+      if (chunk.length >= 3 && chunk[0] === 0xef && chunk[1] === 0xbb && chunk[2] === 0xbf) {
+        chunk = chunk.subarray(3);
+        offset += 3;
       }
     }
-    if (batch.length > 0) yield batch;
+    const batch: Line[] = [];
+    const firstNl = chunk.indexOf(NL);
+    if (firstNl === -1) {
+      hold(chunk);
+      continue;
+    }
+    // The line that was pending ends in this chunk.
+    hold(chunk.subarray(0, firstNl));
+    const head = overflow ? '' : Buffer.concat(pending, pendingBytes).toString('utf8');
+    endLine(head, pendingBytes + 1, batch);
+    // Whole lines between the first and the last newline: one decode for all of them.
+    const lastNl = chunk.lastIndexOf(NL);
+    if (lastNl > firstNl) {
+      const text = chunk.toString('utf8', firstNl + 1, lastNl);
+      // Chars = bytes only for ASCII; otherwise (multi-byte or invalid UTF-8) the line lengths come
+      // from the newline bytes themselves (byte 10 and '\n' correspond one to one).
+      const ascii = text.length === lastNl - firstNl - 1;
+      let at = 0;
+      let byteAt = firstNl + 1;
+      for (;;) {
+        const nl = text.indexOf('\n', at);
+        const line = nl === -1 ? text.slice(at) : text.slice(at, nl);
+        const nlByte = ascii ? byteAt + line.length : nl === -1 ? lastNl : chunk.indexOf(NL, byteAt);
+        endLine(line, nlByte - byteAt + 1, batch);
+        if (nl === -1) break;
+        at = nl + 1;
+        byteAt = nlByte + 1;
+      }
+    }
+    if (lastNl + 1 < chunk.length) hold(chunk.subarray(lastNl + 1));
+    yield batch;
   }
-  if (overflow || rest.length > 0) yield [{ text: rest, number: number + 1, overflow }];
+  if (overflow || pendingBytes > 0) {
+    const batch: Line[] = [];
+    endLine(overflow ? '' : Buffer.concat(pending, pendingBytes).toString('utf8'), pendingBytes, batch);
+    yield batch;
+  }
 }
 
 function stripCr(text: string): string {
@@ -115,7 +197,7 @@ function stripCr(text: string): string {
 }
 
 function overflowRecord(line: Line): TextRecord {
-  return { line: line.number, error: `line is longer than ${MAX_RECORD_CHARS} characters` };
+  return { line: line.number, offset: line.offset, error: `line is longer than ${MAX_RECORD_CHARS} characters` };
 }
 
 /**
@@ -135,7 +217,7 @@ export async function* lineRecords(
       }
       const text = stripCr(line.text);
       if (text.length === 0 || (skipWhitespace && text.trim().length === 0)) continue;
-      out.push({ line: line.number, text });
+      out.push({ line: line.number, offset: line.offset, text });
     }
     if (out.length > 0) yield out;
   }
@@ -265,17 +347,17 @@ export class CsvParser {
   }
 
   private finish(out: TextRecord[]): void {
-    const line = this.lines[0]!.number;
+    const { number: line, offset } = this.lines[0]!;
     const fields = this.fields;
     this.reset();
-    out.push({ line, fields });
+    out.push({ line, offset, fields });
   }
 
   /** Emits the open record as broken and queues its lines after the first to be parsed again. */
   private fail(out: TextRecord[], message: string): void {
     const errorField = this.fields.length;
     const lines = this.reset();
-    out.push({ line: lines[0]!.number, error: message, errorField });
+    out.push({ line: lines[0]!.number, offset: lines[0]!.offset, error: message, errorField });
     if (lines.length > 1) {
       this.queue = lines.slice(1).concat(this.queue.slice(this.head));
       this.head = 0;
@@ -296,9 +378,18 @@ export async function* csvRecords(lines: AsyncIterable<Line[]>): AsyncGenerator<
   if (out.length > 0) yield out;
 }
 
-/** The records of a text manifest as its format reads them; the header (if any) is the first record. */
-export function textRecords(file: string, format: 'tsv' | 'csv' | 'jsonl' | 'cc3m' | 'cc12m'): AsyncGenerator<TextRecord[]> {
-  const lines = readLines(readTextChunks(file));
+/**
+ * The records of a text manifest as its format reads them; read from the top, the header (if any) is
+ * the first record. From a TextStart (a record's offset, as a previous read reported it) the records
+ * are those of a full read from that record on, since every parser is at a record boundary there.
+ */
+export function textRecords(
+  file: string,
+  format: 'tsv' | 'csv' | 'jsonl' | 'cc3m' | 'cc12m',
+  from: TextStart = FILE_START,
+  chunkBytes = 1 << 16,
+): AsyncGenerator<TextRecord[]> {
+  const lines = readLines(file, from, chunkBytes);
   if (format === 'csv') return csvRecords(lines);
   return lineRecords(lines, { skipWhitespace: format === 'jsonl' });
 }
@@ -308,6 +399,7 @@ export async function firstTextRecord(
   file: string,
   format: 'tsv' | 'csv' | 'jsonl' | 'cc3m' | 'cc12m',
 ): Promise<TextRecord | undefined> {
-  for await (const batch of textRecords(file, format)) return batch[0];
+  // Small reads: a chunk job opens its first file for the header and should not pay 64 KiB for it.
+  for await (const batch of textRecords(file, format, FILE_START, 1 << 12)) return batch[0];
   return undefined;
 }

@@ -1,4 +1,6 @@
-// The two kinds of chunk job a worker runs. Both read the rows [start, end) of the manifests.
+// The two kinds of chunk job a worker runs. Both read the rows [start, end) of the manifests, entered
+// at the place the producer recorded for the chunk (`sources` in Redis), or, for a chunk of a
+// `--retry-failed` round, the chunk's rows from the round's spill file.
 //
 // count  (only when repeated_text is on): adds the chunk's caption counts to Redis, once.
 // stage  the heavy, parallel part of ingest: URL pre-check, fetch, decode/resize, hashes, and the
@@ -16,12 +18,14 @@ import type { ReasonCode } from '../core/reasons.js';
 import { reject, type ExtraColumns, type Sample } from '../core/sample.js';
 import type { Fetcher } from '../fetch/fetcher.js';
 import { failedRules, type FilterContext } from '../filters/filter.js';
-import { readManifests, resolveManifestOptions } from '../manifest/read.js';
+import { FilipError } from '../core/errors.js';
+import { readManifests, readManifestsFrom, resolveManifestOptions } from '../manifest/read.js';
+import { readLines } from '../manifest/text.js';
 import { download } from '../pipeline/ingest.js';
 import { orderedMap } from '../pipeline/pool.js';
 import { sampleToRow, shardColumns } from '../shard/schema.js';
 import { openShardWriter } from '../shard/writer.js';
-import type { ChunkRange, Keys, QueueRun } from './plan.js';
+import type { ChunkRange, ChunkSource, Keys, QueueRun } from './plan.js';
 import { applyCounts, captionSlot, lookupSlots, urlSlot, type Slot } from './state.js';
 
 export const STAGING_DIR = '.staging';
@@ -50,9 +54,12 @@ export interface StagedRow {
 
 export interface StagedChunk {
   readonly chunk: number;
+  /** Manifest chunks: the input range. Retry chunks: the first and last+1 input index of their rows. */
   readonly start: number;
   readonly end: number;
   readonly rows: StagedRow[];
+  /** 'retry': the chunk re-attempts rows of a `--retry-failed` round (commit kind 'retry'). @default 'ingest' */
+  readonly kind?: 'ingest' | 'retry';
 }
 
 export function stagingPaths(output: string, chunk: number) {
@@ -61,12 +68,51 @@ export function stagingPaths(output: string, chunk: number) {
   return { dir, base, parquet: path.join(dir, `${base}.parquet`), json: path.join(dir, `${base}.json`) };
 }
 
-async function* chunkRows(run: QueueRun, range: ChunkRange): AsyncGenerator<Sample> {
+/**
+ * The rows of chunk K, read from where the producer recorded that they start (`source`), so a job
+ * reads its own rows and not the rows before them. Without a recorded source (a run queued by an
+ * older version) the manifests are read from the start and the rows before the chunk skipped.
+ */
+export async function* chunkRows(run: QueueRun, range: ChunkRange, source: ChunkSource | undefined): AsyncGenerator<Sample> {
+  if (source?.kind === 'retry') {
+    yield* retryRows(run, source);
+    return;
+  }
   const manifest = resolveManifestOptions({ ...run.manifest, inputs: run.files });
+  if (source?.kind === 'manifest') {
+    yield* readManifestsFrom(manifest, source.cursor, range.end, run.copies ?? {});
+    return;
+  }
   for await (const s of readManifests(manifest, range.start)) {
     if (s.index >= range.end) break;
     yield s;
   }
+}
+
+/** One line of a retry round's spill file: a row to re-attempt, as it was read from the manifest. */
+export type RetryLine = Pick<Sample, 'key' | 'index' | 'url' | 'caption' | 'source' | 'extra'>;
+
+/** The `rows` rows of a retry chunk, from its byte offset in the round's spill file, as pending samples. */
+async function* retryRows(run: QueueRun, source: Extract<ChunkSource, { kind: 'retry' }>): AsyncGenerator<Sample> {
+  const round = run.retries?.find((r) => r.round === source.round);
+  if (!round) throw new FilipError('FILIP_ERR_QUEUE', `retry round ${source.round} is not in the run record`, { field: 'queue' });
+  let left = source.rows;
+  for await (const batch of readLines(round.file, { offset: source.offset, linesBefore: 0 })) {
+    for (const line of batch) {
+      if (left === 0) return;
+      if (line.text.length === 0) continue;
+      const r = JSON.parse(line.text) as RetryLine;
+      left--;
+      yield { key: r.key, index: r.index, url: r.url, caption: r.caption, source: r.source, extra: r.extra, status: 'pending' };
+    }
+  }
+  if (left > 0) throw new FilipError('FILIP_ERR_QUEUE', `retry spill file ends ${left} rows early`, { file: round.file });
+}
+
+/** Reads chunk K's source as the producer stored it (undefined for runs queued without one). */
+export async function chunkSource(redis: Redis, keys: Keys, chunk: number): Promise<ChunkSource | undefined> {
+  const text = await redis.hget(keys.sources, String(chunk));
+  return text === null ? undefined : (JSON.parse(text) as ChunkSource);
 }
 
 /** Count job: the captions of every well-formed row of the chunk, added to Redis once. Returns rows read. */
@@ -74,7 +120,7 @@ export async function countChunk(redis: Redis, keys: Keys, run: QueueRun, range:
   if ((await redis.getbit(keys.counted, range.chunk)) === 1) return 0;
   const counts = new Map<string, { slot: Slot; n: number }>();
   let rows = 0;
-  for await (const s of chunkRows(run, range)) {
+  for await (const s of chunkRows(run, range, await chunkSource(redis, keys, range.chunk))) {
     rows++;
     if (s.status !== 'pending') continue;
     const slot = captionSlot(s.caption, run.bucketBits);
@@ -109,10 +155,13 @@ export async function stageChunk(ctx: StageContext, range: ChunkRange): Promise<
     if (name.startsWith(`${paths.base}.`)) await fs.rm(path.join(paths.dir, name), { force: true });
   }
 
+  const source = await chunkSource(redis, keys, range.chunk);
   const samples: Sample[] = [];
-  for await (const s of chunkRows(run, range)) samples.push(s);
+  for await (const s of chunkRows(run, range, source)) samples.push(s);
   const malformed = new Set(samples.filter((s) => s.status !== 'pending').map((s) => s.key));
-  if (run.dedupe.urls) await skipKnownUrls(ctx, samples);
+  // A retried row's URL is claimed in Redis by the row itself (its first attempt): not a duplicate.
+  const retry = source?.kind === 'retry';
+  if (run.dedupe.urls && !retry) await skipKnownUrls(ctx, samples);
 
   const attempt = randomUUID().slice(0, 8);
   const tmpParquet = path.join(paths.dir, `${paths.base}.${attempt}.parquet.tmp`);
@@ -154,7 +203,9 @@ export async function stageChunk(ctx: StageContext, range: ChunkRange): Promise<
     await writer.abort();
     throw error;
   }
-  const staged: StagedChunk = { chunk: range.chunk, start: range.start, end: range.end, rows };
+  const staged: StagedChunk = retry
+    ? { chunk: range.chunk, start: rows[0]?.index ?? 0, end: (rows.at(-1)?.index ?? -1) + 1, rows, kind: 'retry' }
+    : { chunk: range.chunk, start: range.start, end: range.end, rows };
   await fs.writeFile(tmpJson, JSON.stringify(staged));
   await fs.rename(tmpParquet, paths.parquet);
   await fs.rename(tmpJson, paths.json);

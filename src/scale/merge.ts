@@ -8,6 +8,10 @@
 // decided), kept rows go through the exact image/pair dedupe, then, with a filter, through the
 // filter stage, whose repeated_text counts cover every well-formed row of every partition. The kept
 // keys equal a single-machine `ingest` (or `ingest --filter`) of the same manifests (tested).
+//
+// The output is written with ingest's commit protocol (shard under a temporary name, renamed, stats
+// last), so a killed merge resumes: run it again and it replays the merged stream, deciding every row
+// again but writing only the rows after the last commit (tested with SIGKILL).
 
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
@@ -36,7 +40,7 @@ export interface MergeOptions {
   readonly shardSize: number;
   /** @default 'lean' */
   readonly writer: WriterEngine;
-  /** Replace an earlier merge in the output folder (merge does not resume). @default false */
+  /** Replace an earlier merge in the output folder instead of resuming it. @default false */
   readonly overwrite: boolean;
   /** @default 'auto' */
   readonly progress: ProgressMode;
@@ -75,6 +79,9 @@ export function resolveMergeOptions(input: MergeInput): MergeOptions {
 export interface MergeSummary {
   readonly output: string;
   readonly partitions: number;
+  /** Rows of the merged stream that an earlier, interrupted merge had committed. */
+  readonly resumedFrom: number;
+  /** Rows this invocation wrote. */
   readonly rows: number;
   readonly ok: number;
   readonly rejected: number;
@@ -185,6 +192,16 @@ async function* replayUrls(source: AsyncIterable<Sample>, index: DedupeIndex, on
   }
 }
 
+/**
+ * Drops the rows an interrupted merge already committed (positions before `resumeAt`). They still go
+ * through every stage before this one: the dedupe index, the filter's near-duplicate index and the
+ * funnel are rebuilt by deciding them again, in the same order, so the rows after them are decided
+ * exactly as in an uninterrupted merge. Costs a read of the committed part, no writing.
+ */
+async function* after(source: AsyncIterable<Sample>, resumeAt: number): AsyncGenerator<Sample> {
+  for await (const s of source) if (s.index >= resumeAt) yield s;
+}
+
 /** Captions of every well-formed row of every partition (first pass of repeated_text). */
 async function* allCaptions(dirs: readonly string[]): AsyncGenerator<string> {
   for (const dir of dirs) {
@@ -199,13 +216,13 @@ export async function runMerge(input: MergeInput): Promise<MergeSummary> {
   const runs = await checkPartitions(o.inputs);
   const dirs = runs.map((r) => r.dir);
   const identity = { inputs: dirs.map((d) => path.resolve(d)), filter: o.filter ?? null, dedupe: o.dedupe, shardSize: o.shardSize };
+  // A merge killed midway resumes: its committed shards stay, and it goes on after the last of them.
   const state = await openOutput(o.output, 'filip-data merge', identity, o.overwrite);
-  if (state.commits.length > 0) {
-    throw new FilipError('FILIP_ERR_RESUME_MISMATCH', 'the output folder holds a merge already (merge does not resume): use --overwrite', { file: o.output });
-  }
+  const resumeAt = state.nextIndex;
   const index = new DedupeIndex();
   const shards: string[] = [];
   const progress = new Progress({ mode: o.progress, stream: o.logStream, label: 'merge' });
+  if (resumeAt > 0) progress.log(`resuming ${o.output}: ${state.commits.length} commits, replaying the decisions of the first ${resumeAt} rows`);
   const sink = new ShardSink(
     { dir: o.output, shardSize: o.shardSize, engine: o.writer, keepCols: await keepColsOf(dirs), kind: 'ingest', onCommit: (s) => s.file && shards.push(s.file) },
     state,
@@ -220,7 +237,7 @@ export async function runMerge(input: MergeInput): Promise<MergeSummary> {
     const urls = replayUrls(mergedRows(dirs), index, o.dedupe.urls);
     const deduped = dedupeContent(urls, index, { images: o.dedupe.images, pairs: o.dedupe.pairs });
     const filtered = filter ? filterSamples(deduped, filter.ctx, filter.funnel) : deduped;
-    await drainInto(sink, filtered, (s) => progress.tick(s));
+    await drainInto(sink, after(filtered, resumeAt), (s) => progress.tick(s));
   } finally {
     progress.stop();
     await filter?.ctx.close();
@@ -230,6 +247,7 @@ export async function runMerge(input: MergeInput): Promise<MergeSummary> {
   const summary: MergeSummary = {
     output: o.output,
     partitions: dirs.length,
+    resumedFrom: resumeAt,
     rows: progress.rows,
     ok: progress.ok,
     rejected: progress.rows - progress.ok,
@@ -253,6 +271,7 @@ export function formatMergeSummary(s: MergeSummary): string {
   const lines = [
     `merge of ${s.partitions} partitions finished in ${s.seconds.toFixed(1)} s: ${s.rows} rows, ${s.ok} kept, ${s.rejected} rejected -> ${s.output}`,
   ];
+  if (s.resumedFrom > 0) lines.push(`resumed after the first ${s.resumedFrom} merged rows, committed by an earlier merge`);
   if (s.funnel) lines.push('filter funnel (samples that reached the filter):', formatFunnel(s.funnel));
   lines.push(`shards written: ${s.shards.length}`);
   return lines.join('\n');

@@ -4,6 +4,7 @@
 
 import { FilipError } from '../core/errors.js';
 import { invalid, rejectUnknownKeys, stringOption } from '../core/options.js';
+import type { ManifestCursor, PlainCopies } from '../manifest/read.js';
 import type { IngestOptions } from '../pipeline/ingest.js';
 
 /** Options of the queue itself, shared by `ingest --queue`, `worker` and `status`. */
@@ -51,10 +52,20 @@ export interface QueueRun {
   readonly version: 1;
   /** Manifest files, absolute, in the order that gives keys (sorted). */
   readonly files: string[];
+  /**
+   * Plain copies of the gzipped manifests (original -> copy under `.staging/manifests/`), which chunk
+   * jobs read instead: a gzip stream cannot be entered at a byte offset. Absent in runs of older versions.
+   */
+  readonly copies?: PlainCopies;
+  /** Chunks of the manifest pass (count and stage jobs); later chunks belong to `--retry-failed` rounds. */
+  readonly baseChunks?: number;
+  /** `ingest --retry-failed --queue` rounds, in order; their chunks follow the manifest's. */
+  readonly retries?: RetryRound[];
   /** Shared output folder, absolute as seen by the producer (a worker may mount it elsewhere: `--output`). */
   readonly output: string;
   readonly total: number;
   readonly rowsPerJob: number;
+  /** Every chunk of the run: the manifest's, then those of the retry rounds. */
   readonly chunks: number;
   readonly manifest: IngestOptions['manifest'];
   readonly fetch: IngestOptions['fetch'];
@@ -68,9 +79,40 @@ export interface QueueRun {
   readonly createdAt: string;
 }
 
-/** The fields that must match for `ingest --queue` to add to (rather than clash with) a stored run. */
+/**
+ * One `ingest --retry-failed --queue` round: the rows it re-attempts are spilled, one JSON sample a
+ * line, to `file`; its chunk K (from firstChunk) starts at the byte offset stored for K in `sources`.
+ */
+export interface RetryRound {
+  readonly round: number;
+  readonly firstChunk: number;
+  readonly chunks: number;
+  readonly rows: number;
+  /** Absolute path, in the output's staging folder. */
+  readonly file: string;
+}
+
+/** Where a chunk job's rows come from: a place in the manifests, or a place in a retry round's spill file. */
+export type ChunkSource =
+  | { readonly kind: 'manifest'; readonly cursor: ManifestCursor }
+  | { readonly kind: 'retry'; readonly round: number; readonly offset: number; readonly rows: number };
+
+/** The manifest pass's chunk count (runs without retry rounds: all of them). */
+export function baseChunksOf(run: QueueRun): number {
+  return run.baseChunks ?? run.chunks;
+}
+
+/** The retry round chunk K belongs to, or undefined for a manifest chunk. */
+export function retryRoundOf(run: QueueRun, chunk: number): RetryRound | undefined {
+  return run.retries?.find((r) => chunk >= r.firstChunk && chunk < r.firstChunk + r.chunks);
+}
+
+/**
+ * The fields that must match for `ingest --queue` to add to (rather than clash with) a stored run:
+ * the inputs and pipeline options, not what the run found (row count) or added since (retry rounds).
+ */
 export function runIdentityOf(r: QueueRun): string {
-  const { createdAt: _c, fetch: _f, ...same } = r;
+  const { createdAt: _c, fetch: _f, total: _t, chunks: _n, baseChunks: _b, retries: _r, ...same } = r;
   return JSON.stringify(same);
 }
 
@@ -113,6 +155,10 @@ export class Keys {
   /** The commit lock (holder's token, with a TTL). */
   get lock() {
     return `${this.prefix}:lock`;
+  }
+  /** Hash: chunk number -> JSON ChunkSource (where the chunk's rows start), written by the producer. */
+  get sources() {
+    return `${this.prefix}:sources`;
   }
   /** Hash: worker id -> JSON stats. */
   get workers() {

@@ -18,7 +18,7 @@ import { prepareFilter, type FilterContext } from '../filters/filter.js';
 import { commitChunk } from './commit.js';
 import { countChunk, stageChunk } from './chunk.js';
 import { connectRedis, parseQueueUrl, redisOptions } from './connection.js';
-import { chunkRange, Keys, parseRun, resolveQueueOptions, type QueueOptions, type QueueRun } from './plan.js';
+import { baseChunksOf, chunkRange, Keys, parseRun, resolveQueueOptions, retryRoundOf, type QueueOptions, type QueueRun } from './plan.js';
 import { NearDupReplica, releaseLock, renewLock, tryLock } from './state.js';
 
 export interface WorkerOptions {
@@ -87,7 +87,16 @@ export async function runWorker(input: WorkerInput, signal?: AbortSignal): Promi
   const redis = await connectRedis(address);
   const keys = new Keys(o.queue.name);
   const log = (line: string) => o.logStream.write(`${new Date().toISOString()} worker ${process.pid}: ${line}\n`);
-  const run = await waitForRun(redis, keys, o, signal, log);
+  let run = await waitForRun(redis, keys, o, signal, log);
+  let runText = JSON.stringify(run);
+  // `ingest --retry-failed --queue` adds chunks to a stored run: a worker takes up the new record.
+  const refresh = async () => {
+    const text = await redis.get(keys.run);
+    if (text !== null && text !== runText) {
+      run = parseRun(text, o.queue.url, o.queue.name);
+      runText = text;
+    }
+  };
   const output = o.output ?? run.output;
   const concurrency = o.concurrency ?? run.fetch.concurrency;
   const fetcher = new Fetcher({ ...run.fetch, concurrency });
@@ -117,18 +126,20 @@ export async function runWorker(input: WorkerInput, signal?: AbortSignal): Promi
   }
 
   // The commit lock expires like a job lock: a dead committer holds up commits this long at most.
-  const committer = new Committer(redis, keys, run, output, id, o.lockDurationMs, (chunk, ms) => {
+  const committer = new Committer(redis, keys, () => run, output, id, o.lockDurationMs, (chunk, ms) => {
     stats.commits++;
     log(`committed chunk ${chunk} in ${ms.toFixed(0)} ms`);
   });
   const processor = async (job: Job<ChunkJobData>) => {
+    if (job.data.chunk >= run.chunks) await refresh();
+    const round = retryRoundOf(run, job.data.chunk);
     const range = chunkRange(job.data.chunk, run.rowsPerJob, run.total);
     const started = performance.now();
     if (job.data.kind === 'count') {
       const rows = await countChunk(redis, keys, run, range);
       log(`counted chunk ${range.chunk} (${rows} rows)`);
     } else {
-      log(`staging chunk ${range.chunk}: rows ${range.start}-${range.end - 1}`);
+      log(round ? `staging chunk ${range.chunk}: retry round ${round.round}` : `staging chunk ${range.chunk}: rows ${range.start}-${range.end - 1}`);
       busy(1);
       let staged: { rows: number; ok: number };
       try {
@@ -160,6 +171,7 @@ export async function runWorker(input: WorkerInput, signal?: AbortSignal): Promi
   // Idle workers commit too: a chunk staged by a worker that died before committing is not left behind.
   try {
     while (!signal?.aborted) {
+      await refresh().catch(() => undefined);
       await committer.drain().catch((err: Error) => log(`commit: ${err.message}`));
       await report();
       if (o.untilDone && (await committedChunks(redis, keys)) >= run.chunks) break;
@@ -191,24 +203,36 @@ export async function committedChunks(redis: Redis, keys: Keys): Promise<number>
   return Number((await redis.get(keys.next)) ?? 0);
 }
 
+/**
+ * The run as the committer must see it for chunk K. A retry chunk's rows claimed their URLs on their
+ * first attempt, so URLs are not checked again (single-machine retry does not replay URL dedupe either);
+ * image and pair dedupe and the filter rules decide as for any chunk.
+ */
+function commitView(run: QueueRun, chunk: number): QueueRun {
+  return retryRoundOf(run, chunk) ? { ...run, dedupe: { ...run.dedupe, urls: false } } : run;
+}
+
 /** Commits staged chunks in order while it holds the commit lock; one drain at a time per process. */
 class Committer {
   readonly #token: string;
   readonly #nearDups: NearDupReplica | undefined;
+  readonly #run: () => QueueRun;
   #running: Promise<void> | undefined;
   #again = false;
 
   constructor(
     readonly redis: Redis,
     readonly keys: Keys,
-    readonly run: QueueRun,
+    run: () => QueueRun,
     readonly output: string,
     workerId: string,
     readonly ttlMs: number,
     readonly onCommit: (chunk: number, ms: number) => void,
   ) {
     this.#token = `${workerId}:${randomUUID()}`;
-    this.#nearDups = run.filter?.rules.includes('near_duplicate') ? new NearDupReplica(run.filter.nearDupDistance) : undefined;
+    this.#run = run;
+    const filter = run().filter;
+    this.#nearDups = filter?.rules.includes('near_duplicate') ? new NearDupReplica(filter.nearDupDistance) : undefined;
   }
 
   drain(): Promise<void> {
@@ -223,9 +247,10 @@ class Committer {
   }
 
   async #ready(): Promise<number | undefined> {
+    const run = this.#run();
     const next = await committedChunks(this.redis, this.keys);
-    if (next >= this.run.chunks) return undefined;
-    if (this.run.countCaptions && (await this.redis.bitcount(this.keys.counted)) < this.run.chunks) return undefined;
+    if (next >= run.chunks) return undefined;
+    if (run.countCaptions && (await this.redis.bitcount(this.keys.counted)) < baseChunksOf(run)) return undefined;
     return (await this.redis.getbit(this.keys.staged, next)) === 1 ? next : undefined;
   }
 
@@ -238,7 +263,7 @@ class Committer {
       try {
         for (let next = await this.#ready(); next !== undefined; next = await this.#ready()) {
           const started = performance.now();
-          const ctx = { redis: this.redis, keys: this.keys, run: this.run, output: this.output, token: this.#token };
+          const ctx = { redis: this.redis, keys: this.keys, run: commitView(this.#run(), next), output: this.output, token: this.#token };
           await commitChunk(this.#nearDups ? { ...ctx, nearDups: this.#nearDups } : ctx, next);
           this.onCommit(next, performance.now() - started);
         }

@@ -41,7 +41,7 @@ export function ingestFlags<T>(y: Argv<T>) {
     .option('dedupe-urls', { type: 'boolean', default: true })
     .option('dedupe-images', { type: 'boolean', default: true })
     .option('dedupe-pairs', { type: 'boolean', default: true })
-    .option('retry-failed', { type: 'boolean', default: false, describe: 're-attempt only rows rejected for transient reasons' })
+    .option('retry-failed', { type: 'boolean', default: false, describe: 're-attempt only rows rejected for transient reasons (with --queue: as a new round of chunk jobs, once the run is done)' })
     .option('overwrite', { type: 'boolean', default: false, describe: 'discard a previous run in --output instead of resuming' })
     .option('progress', { type: 'string', choices: Object.keys(PROGRESS_MODES), default: 'auto' })
     .option('queue', { type: 'string', describe: 'redis://HOST:PORT/DB: split the manifests into chunk jobs for `filip-data worker`s instead of running here' })

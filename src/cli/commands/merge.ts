@@ -17,7 +17,7 @@ export const mergeCommand = {
       .option('dedupe-urls', { type: 'boolean', default: true })
       .option('dedupe-images', { type: 'boolean', default: true })
       .option('dedupe-pairs', { type: 'boolean', default: true })
-      .option('overwrite', { type: 'boolean', default: false })
+      .option('overwrite', { type: 'boolean', default: false, describe: 'replace an earlier merge in --output (without it, a killed merge resumes)' })
       .option('progress', { type: 'string', choices: Object.keys(PROGRESS_MODES), default: 'auto' }),
   handler: async (a: Parameters<typeof toFilterInput>[0] & {
     inputs: string[];
