@@ -4,6 +4,11 @@
 // build time and bytes per stored hash, for the default distance and any others asked for.
 //
 // Script: npx tsx bench/phash-index.ts [--size N] [--distances 4,8,10,16] [--seconds S] [--seed N]
+//                                      [--per-image K] [--bits B]
+// --per-image K stores K hashes per image (its own and K - 1 variants 4-12 bits away, as a rule that
+// stores crop variants would; see scripts/near-dup-eval.ts), so `size` images make K x size stored
+// hashes, and a lookup is still one image's check. --bits B keeps only the top B bits of every hash
+// random (the rest 0), as a key of B bits stored in the 64-bit index would be.
 // Exits 1 when the default distance is slower than TARGET lookups/s.
 
 import { availableParallelism, cpus, loadavg } from 'node:os';
@@ -41,37 +46,53 @@ interface Corpus {
   readonly hex: string[];
 }
 
-function makeCorpus(size: number, seed: number): Corpus {
+/** Masks that keep the top `bits` bits of (hi, lo). */
+function keepMasks(bits: number): [number, number] {
+  const hiMask = bits >= 32 ? 0xffffffff : bits === 0 ? 0 : (0xffffffff << (32 - bits)) >>> 0;
+  const loMask = bits >= 64 ? 0xffffffff : bits <= 32 ? 0 : (0xffffffff << (64 - bits)) >>> 0;
+  return [hiMask, loMask];
+}
+
+function makeCorpus(images: number, perImage: number, bits: number, seed: number): Corpus {
   const rng = new Rng(seed);
+  const size = images * perImage;
+  const [hiMask, loMask] = keepMasks(bits);
   const hi = new Uint32Array(size);
   const lo = new Uint32Array(size);
   const hex: string[] = new Array(size);
-  for (let i = 0; i < size; i++) {
+  let n = 0;
+  const put = (h: number, l: number): void => {
+    hi[n] = (h & hiMask) >>> 0;
+    lo[n] = (l & loMask) >>> 0;
+    hex[n] = hex32(hi[n]!) + hex32(lo[n]!);
+    n++;
+  };
+  for (let i = 0; i < images; i++) {
     let h = Math.floor(rng.next() * 2 ** 32);
     let l = Math.floor(rng.next() * 2 ** 32);
-    if (i > 0 && rng.chance(PLANTED_SHARE)) {
-      const j = rng.int(0, i - 1);
+    if (n > 0 && rng.chance(PLANTED_SHARE)) {
+      const j = rng.int(0, n - 1);
       [h, l] = flip(rng, hi[j]!, lo[j]!, rng.int(0, 8));
     }
-    hi[i] = h;
-    lo[i] = l;
-    hex[i] = hex32(h) + hex32(l);
+    const base = n;
+    put(h, l);
+    for (let v = 1; v < perImage; v++) put(...flip(rng, hi[base]!, lo[base]!, rng.int(4, 12)));
   }
   return { hi, lo, hex };
 }
 
 /** Half near copies of stored hashes (0..d bits flipped: hits), half fresh random hashes (mostly misses). */
-function makeQueries(corpus: Corpus, d: number, count: number, seed: number): string[] {
+function makeQueries(corpus: Corpus, d: number, bits: number, count: number, seed: number): string[] {
   const rng = new Rng(seed);
+  const [hiMask, loMask] = keepMasks(bits);
   const out: string[] = [];
   for (let q = 0; q < count; q++) {
+    let [h, l] = [Math.floor(rng.next() * 2 ** 32), Math.floor(rng.next() * 2 ** 32)];
     if (q % 2 === 0) {
       const j = rng.int(0, corpus.hi.length - 1);
-      const [h, l] = flip(rng, corpus.hi[j]!, corpus.lo[j]!, rng.int(0, d));
-      out.push(hex32(h) + hex32(l));
-    } else {
-      out.push(hex32(Math.floor(rng.next() * 2 ** 32)) + hex32(Math.floor(rng.next() * 2 ** 32)));
+      [h, l] = flip(rng, corpus.hi[j]!, corpus.lo[j]!, rng.int(0, d));
     }
+    out.push(hex32(h & hiMask) + hex32(l & loMask));
   }
   return out;
 }
@@ -98,17 +119,25 @@ function main(): void {
       distances: { type: 'string', default: String(DEFAULT_NEAR_DUP_DISTANCE) },
       seconds: { type: 'string', default: '2' },
       seed: { type: 'string', default: '7' },
+      'per-image': { type: 'string', default: '1' },
+      bits: { type: 'string', default: '64' },
     },
   });
-  const size = Number(values.size);
+  const images = Number(values.size);
+  const perImage = Number(values['per-image']);
+  const bits = Number(values.bits);
+  const size = images * perImage;
   const seconds = Number(values.seconds);
   const seed = Number(values.seed);
   const distances = values.distances.split(',').map(Number);
   if (!distances.includes(DEFAULT_NEAR_DUP_DISTANCE)) distances.unshift(DEFAULT_NEAR_DUP_DISTANCE);
 
   console.log(`${cpus()[0]?.model ?? 'unknown CPU'} x ${availableParallelism()}; load average ${loadavg().map((l) => l.toFixed(1)).join(' ')} (other work on the machine slows the wall-clock rate)`);
-  console.log(`node ${process.version}; ${size.toLocaleString('en-US')} stored hashes (${PLANTED_SHARE * 100}% planted near copies); default distance ${DEFAULT_NEAR_DUP_DISTANCE}`);
-  const corpus = makeCorpus(size, seed);
+  console.log(
+    `node ${process.version}; ${images.toLocaleString('en-US')} images x ${perImage} stored hashes each = ${size.toLocaleString('en-US')} ` +
+      `(${PLANTED_SHARE * 100}% of images planted near copies${bits < 64 ? `; only the top ${bits} bits random` : ''}); default distance ${DEFAULT_NEAR_DUP_DISTANCE}`,
+  );
+  const corpus = makeCorpus(images, perImage, bits, seed);
   let failed = false;
   for (const d of distances) {
     const index = new PhashIndex(d);
@@ -116,7 +145,7 @@ function main(): void {
     for (let i = 0; i < size; i++) index.add(corpus.hex[i]!);
     const buildMs = performance.now() - t0;
 
-    const queries = makeQueries(corpus, d, 20_000, seed + d);
+    const queries = makeQueries(corpus, d, bits, 20_000, seed + d);
     // Warm up, then run whole passes over the queries until `seconds` have passed.
     for (let i = 0; i < 2000; i++) index.find(queries[i]!);
     let done = 0;

@@ -17,6 +17,11 @@
 // and picks the smallest threshold with recall >= 0.95 at FPR <= 0.001. Exits 1 when no threshold
 // meets the target or when DEFAULT_NEAR_DUP_DISTANCE does not.
 //
+// Then the same pictures, from the bytes ingest stores, under crop-tolerant alternatives (stored
+// crop windows, a low-frequency key; see measureSchemes), each pair checked in both orders as the
+// rule would, with the first distance at which each meets the target and the bench command that
+// measures the index at that distance and storage.
+//
 // Script: npx tsx scripts/near-dup-eval.ts [--seed N] [--limit N] [--concurrency N]
 
 import { execFileSync } from 'node:child_process';
@@ -28,6 +33,7 @@ import { inflateSync } from 'node:zlib';
 import sharp from 'sharp';
 import { deriveSeed, Rng } from '../src/demo/random.js';
 import { DEFAULT_NEAR_DUP_DISTANCE } from '../src/filters/phash-index.js';
+import { dct2d, PHASH_BLOCK, PHASH_GRID, phashFromPixels } from '../src/image/phash.js';
 import { processImage, resolveImageOptions } from '../src/image/process.js';
 import { mapLimit } from '../src/pipeline/pool.js';
 
@@ -348,11 +354,11 @@ async function makeCopy(original: Buffer, transform: Transform, rng: Rng): Promi
 
 const IMAGE_OPTIONS = resolveImageOptions({ resizeMode: 'keep-ratio', size: 256 });
 
-/** The phash ingest would store for these bytes. */
-async function ingestPhash(bytes: Buffer, what: string): Promise<string> {
+/** The phash ingest would store for these bytes, and the image bytes it would store with it. */
+async function ingest(bytes: Buffer, what: string): Promise<{ phash: string; stored: Buffer }> {
   const result = await processImage(bytes, IMAGE_OPTIONS);
   if (!result.ok) throw new Error(`${what}: processImage rejected it: ${result.reason}: ${result.message}`);
-  return result.image.phash;
+  return { phash: result.image.phash, stored: result.image.bytes };
 }
 
 function words(hash: string): [number, number] {
@@ -366,6 +372,241 @@ function popcount32(word: number): number {
   return (Math.imul((v + (v >>> 4)) & 0x0f0f0f0f, 0x01010101) >>> 24) & 0xff;
 }
 
+
+// ---------------------------------------------------------------------------------------------
+// Crop-tolerant alternatives, measured the way a rule would decide
+//
+// The stored pHash loses crops because a crop moves the frame: content shifts by up to 5% and
+// scales by up to 10%, and the 8x8 DCT block's higher frequencies turn over. Two remedies are
+// measured here on the same pictures, each hashed from the bytes ingest stores (what the filter
+// reads back from a shard):
+//   - variants: each kept picture is stored under the pHash of its central window (80% of each
+//     side) and of that window shifted and/or shrunk; a new picture is looked up with its own
+//     central-window pHash. A crop copy then lies close to one of the stored variants, whichever of
+//     the pair came first. Costs: `stored` hashes per kept picture, one index probe per lookup.
+//   - low frequencies: the signs of the 35 lowest AC coefficients (u + v <= 7) of the central
+//     window, a 35-bit key that a shift turns over far less, but that tells photos apart less well.
+// Both orders are counted: the copy checked against its kept original, and the original against
+// its kept copy (first seen wins, and either may come first). Negatives: every ordered pair of
+// pictures of different photos, the first stored, the second looked up.
+
+/** A window of the picture: centre offset (dx, dy) and scale z of the central window, as fractions of the side. */
+interface Window {
+  readonly dx: number;
+  readonly dy: number;
+  readonly z: number;
+}
+
+/** Margin left on each side by the central window every scheme hashes. */
+const WINDOW_MARGIN = 0.1;
+const CENTRE: Window = { dx: 0, dy: 0, z: 1 };
+
+/** Side the stored picture is decoded to for the window hashes (JPEG shrink-on-load makes it cheap). */
+const WINDOW_DECODE_SIDE = 128;
+
+function shifted(steps: readonly number[], scales: readonly number[] = []): Window[] {
+  const out: Window[] = [CENTRE];
+  for (const dx of steps) for (const dy of steps) if (dx !== 0 || dy !== 0) out.push({ dx, dy, z: 1 });
+  for (const z of scales) out.push({ dx: 0, dy: 0, z });
+  return out;
+}
+
+interface Scheme {
+  readonly name: string;
+  readonly note: string;
+  readonly key: 'phash' | 'low35';
+  /** Windows stored for a kept picture; a lookup uses CENTRE only. */
+  readonly stored: readonly Window[];
+}
+
+const SCHEMES: readonly Scheme[] = [
+  { name: 'window', note: 'pHash of the central window, nothing more (the reference)', key: 'phash', stored: [CENTRE] },
+  { name: 'window+8', note: 'also stored: the window shifted by 5% along x, y or both', key: 'phash', stored: shifted([-0.05, 0, 0.05]) },
+  {
+    name: 'window+26',
+    note: 'also stored: shifts of 5% and 10% along x, y or both, and the window shrunk to 95% and 90%',
+    key: 'phash',
+    stored: shifted([-0.1, -0.05, 0, 0.05, 0.1], [0.95, 0.9]),
+  },
+  { name: 'low35', note: 'signs of the 35 lowest AC coefficients of the central window (35 bits)', key: 'low35', stored: [CENTRE] },
+];
+
+interface Luma {
+  readonly width: number;
+  readonly height: number;
+  readonly y: Float32Array;
+}
+
+async function decodeLuma(stored: Buffer): Promise<Luma> {
+  const { data, info } = await sharp(stored)
+    .resize({ width: WINDOW_DECODE_SIDE, height: WINDOW_DECODE_SIDE, fit: 'outside' })
+    .removeAlpha()
+    .raw()
+    .toBuffer({ resolveWithObject: true });
+  const y = new Float32Array(info.width * info.height);
+  for (let i = 0; i < y.length; i++) y[i] = 0.299 * data[3 * i]! + 0.587 * data[3 * i + 1]! + 0.114 * data[3 * i + 2]!;
+  return { width: info.width, height: info.height, y };
+}
+
+/** The 32 x 32 grey grid of a window: each cell the mean of 3 x 3 bilinear samples. */
+function windowGrid(l: Luma, w: Window): Float64Array {
+  const half = (0.5 - WINDOW_MARGIN) * w.z;
+  const x0 = 0.5 + w.dx - half;
+  const y0 = 0.5 + w.dy - half;
+  const span = 2 * half;
+  const n = PHASH_GRID;
+  const s = 3;
+  const grid = new Float64Array(n * n);
+  const at = (fx: number, fy: number): number => {
+    const x = Math.min(l.width - 1.001, Math.max(0, fx * l.width - 0.5));
+    const y = Math.min(l.height - 1.001, Math.max(0, fy * l.height - 0.5));
+    const xi = Math.floor(x);
+    const yi = Math.floor(y);
+    const ax = x - xi;
+    const ay = y - yi;
+    const p = yi * l.width + xi;
+    const top = l.y[p]! * (1 - ax) + l.y[p + 1]! * ax;
+    const bottom = l.y[p + l.width]! * (1 - ax) + l.y[p + l.width + 1]! * ax;
+    return top * (1 - ay) + bottom * ay;
+  };
+  for (let cy = 0; cy < n; cy++) {
+    for (let cx = 0; cx < n; cx++) {
+      let sum = 0;
+      for (let sy = 0; sy < s; sy++) {
+        for (let sx = 0; sx < s; sx++) sum += at(x0 + ((cx + (sx + 0.5) / s) / n) * span, y0 + ((cy + (sy + 0.5) / s) / n) * span);
+      }
+      grid[cy * n + cx] = sum / (s * s);
+    }
+  }
+  return grid;
+}
+
+/** Coefficients (u, v) with 1 <= u + v <= 7 of an 8 x 8 block, by u + v then u: the 35 lowest AC ones. */
+const LOW35 = ((): number[] => {
+  const out: number[] = [];
+  for (let sum = 1; sum <= 7; sum++) for (let u = 0; u <= sum; u++) out.push(u * PHASH_BLOCK + (sum - u));
+  return out;
+})();
+
+function keyOf(scheme: Scheme, grid: Float64Array): [number, number] {
+  if (scheme.key === 'phash') return words(phashFromPixels(grid));
+  const block = dct2d(grid, PHASH_GRID, PHASH_BLOCK);
+  let hi = 0;
+  let lo = 0;
+  LOW35.forEach((c, i) => {
+    const bit = block[c]! > 0 ? 1 : 0;
+    if (i < 32) hi |= bit << (31 - i);
+    else lo |= bit << (63 - i);
+  });
+  return [hi >>> 0, lo >>> 0];
+}
+
+interface Picture {
+  readonly group: number;
+  readonly transform: Transform | 'original';
+  readonly cropped: number;
+  readonly stored: Buffer;
+}
+
+interface SchemeResult {
+  readonly scheme: Scheme;
+  /** Smallest distance with recall >= RECALL_TARGET at FPR <= FPR_TARGET, if any. */
+  readonly meets?: number;
+  readonly recallAt: (d: number) => number;
+  readonly fprAt: (d: number) => number;
+}
+
+async function measureSchemes(pictures: readonly Picture[], concurrency: number): Promise<SchemeResult[]> {
+  const lumas = await mapLimit(pictures, concurrency, (p) => decodeLuma(p.stored));
+  const originalOf = new Map<number, number>();
+  pictures.forEach((p, i) => {
+    if (p.transform === 'original') originalOf.set(p.group, i);
+  });
+  const results: SchemeResult[] = [];
+  for (const scheme of SCHEMES) {
+    const k = scheme.stored.length;
+    // keys[(picture * k + variant) * 2 ...]: variant 0 is the centre window, the lookup key.
+    const keys = new Uint32Array(pictures.length * k * 2);
+    lumas.forEach((l, i) => {
+      scheme.stored.forEach((w, v) => {
+        const [hi, lo] = keyOf(scheme, windowGrid(l, w));
+        keys[(i * k + v) * 2] = hi;
+        keys[(i * k + v) * 2 + 1] = lo;
+      });
+    });
+    /** Distance as the rule would see it: `kept` stored (all its variants), `query` looked up. */
+    const distance = (kept: number, query: number): number => {
+      const qhi = keys[query * k * 2]!;
+      const qlo = keys[query * k * 2 + 1]!;
+      let best = 64;
+      for (let v = 0; v < k; v++) {
+        const at = (kept * k + v) * 2;
+        const d = popcount32(keys[at]! ^ qhi) + popcount32(keys[at + 1]! ^ qlo);
+        if (d < best) best = d;
+      }
+      return best;
+    };
+    const pos = new Float64Array(65);
+    const cropPos = new Float64Array(65);
+    const allPos = new Float64Array(65);
+    pictures.forEach((p, i) => {
+      if (p.transform === 'original') return;
+      const o = originalOf.get(p.group)!;
+      for (const d of [distance(o, i), distance(i, o)]) {
+        pos[d]++;
+        if (p.transform === 'crop') cropPos[d]++;
+        if (p.transform === 'all') allPos[d]++;
+      }
+    });
+    const neg = new Float64Array(65);
+    for (let a = 0; a < pictures.length; a++) {
+      for (let b = 0; b < pictures.length; b++) {
+        if (pictures[a]!.group !== pictures[b]!.group) neg[distance(a, b)]++;
+      }
+    }
+    const P = cumulative(pos);
+    const N = cumulative(neg);
+    const C = cumulative(cropPos);
+    const A = cumulative(allPos);
+    const recallAt = (d: number): number => P[d]! / P[64]!;
+    const fprAt = (d: number): number => N[d]! / N[64]!;
+    let meets: number | undefined;
+    for (let d = 0; d <= MAX_THRESHOLD && meets === undefined; d++) if (recallAt(d) >= RECALL_TARGET && fprAt(d) <= FPR_TARGET) meets = d;
+
+    console.log('');
+    console.log(`scheme ${scheme.name}: ${scheme.note}; ${k} stored per kept picture, 1 probe per lookup`);
+    console.log(`  ${P[64]} positive checks (both orders), ${N[64]} negative ones`);
+    console.log(['dist', 'recall', 'FPR', 'FP pairs', 'FP@1M', 'crop', 'all'].map((h) => h.padStart(9)).join(''));
+    for (let d = 0; d <= MAX_THRESHOLD; d++) {
+      const row = [
+        String(d),
+        pct(recallAt(d)),
+        pct(fprAt(d), 3),
+        String(N[d]),
+        N[d] === 0 ? `<${(3e6 / N[64]!).toFixed(1)}` : ((1e6 * N[d]!) / N[64]!).toFixed(1),
+        pct(C[d]! / C[64]!),
+        pct(A[d]! / A[64]!),
+      ];
+      console.log(row.map((c) => c.padStart(9)).join('') + (d === meets ? '  <- first to meet the target' : ''));
+    }
+    results.push({ scheme, meets, recallAt, fprAt });
+  }
+  return results;
+}
+
+/** "; best recall at FPR <= FPR_TARGET: X at d", or nothing when no distance keeps the FPR. */
+function bestWithinFpr(r: SchemeResult): string {
+  let best: number | undefined;
+  for (let d = 0; d <= MAX_THRESHOLD; d++) if (r.fprAt(d) <= FPR_TARGET) best = d;
+  return best === undefined ? '' : ` (at FPR <= ${FPR_TARGET}, the best recall is ${pct(r.recallAt(best), 2)}, at ${best})`;
+}
+
+function cumulative(h: Float64Array): Float64Array {
+  const c = new Float64Array(65);
+  let s = 0;
+  for (let d = 0; d <= 64; d++) c[d] = s += h[d]!;
+  return c;
+}
 
 function fnv1a(s: string): number {
   let h = 0x811c9dc5;
@@ -394,10 +635,11 @@ async function main(): Promise<void> {
   console.log(`photo sources: ${SOURCES.map((s) => s.pkg).join(', ')}`);
   console.log(`checked, no photos: ${NO_PHOTOS.join('; ')}`);
   const candidates = await loadPhotos(limit);
-  const candidateHashes = await mapLimit(candidates, concurrency, (p) => ingestPhash(p.bytes, p.id));
+  const candidateIngests = await mapLimit(candidates, concurrency, (p) => ingest(p.bytes, p.id));
+  const candidateHashes = candidateIngests.map((c) => c.phash);
 
   // Dedupe the source set by pHash: a later photo within SOURCE_DEDUPE_DISTANCE of a kept one goes.
-  const photos: { photo: Photo; hash: string }[] = [];
+  const photos: { photo: Photo; hash: string; stored: Buffer }[] = [];
   for (let i = 0; i < candidates.length; i++) {
     const [hi, lo] = words(candidateHashes[i]!);
     let dup: string | undefined;
@@ -409,7 +651,7 @@ async function main(): Promise<void> {
         break;
       }
     }
-    if (dup === undefined) photos.push({ photo: candidates[i]!, hash: candidateHashes[i]! });
+    if (dup === undefined) photos.push({ photo: candidates[i]!, hash: candidateHashes[i]!, stored: candidateIngests[i]!.stored });
     else console.log(`  source dedupe: dropped ${candidates[i]!.id}, near ${dup}`);
   }
   const bySource = new Map<string, number>();
@@ -427,7 +669,8 @@ async function main(): Promise<void> {
   const copies = await mapLimit(jobs, concurrency, async ({ p, t, k }) => {
     const rng = new Rng(deriveSeed(seed, fnv1a(`${p.photo.id}#${k}`)));
     const copy = await makeCopy(p.photo.bytes, t, rng);
-    return { hash: await ingestPhash(copy.bytes, `${p.photo.id} ${t} copy`), cropped: copy.cropped };
+    const { phash, stored } = await ingest(copy.bytes, `${p.photo.id} ${t} copy`);
+    return { hash: phash, stored, cropped: copy.cropped };
   });
   const copyHashes = copies.map((c) => c.hash);
   console.log(`copies: ${jobs.length} (${COPIES.join(', ')} per photo)`);
@@ -478,12 +721,6 @@ async function main(): Promise<void> {
     }
   }
 
-  const cumulative = (h: Float64Array): Float64Array => {
-    const c = new Float64Array(65);
-    let s = 0;
-    for (let d = 0; d <= 64; d++) c[d] = s += h[d]!;
-    return c;
-  };
   const posC = cumulative(allPos);
   const negC = cumulative(negHist);
   const origC = cumulative(origHist);
@@ -531,9 +768,27 @@ async function main(): Promise<void> {
   console.log(`  largest distance with no false match among the ${nNeg} negative pairs: ${clean}`);
   console.log(`  FP@1M: false matches one image expects against 1,000,000 kept ones (FPR x 1e6; "<x": none seen, 95% bound)`);
 
+  const pictures: Picture[] = [
+    ...photos.map((p, g) => ({ group: g, transform: 'original' as const, cropped: 0, stored: p.stored })),
+    ...jobs.map((job, i) => ({ group: job.g, transform: job.t, cropped: copies[i]!.cropped, stored: copies[i]!.stored })),
+  ];
+  console.log('');
+  console.log(`crop-tolerant alternatives, hashed from the stored ${IMAGE_OPTIONS.size} px bytes (see measureSchemes):`);
+  const schemes = await measureSchemes(pictures, concurrency);
+
   const chosen = meets[0];
   console.log('');
   console.log(`target: recall >= ${RECALL_TARGET} at FPR <= ${FPR_TARGET}`);
+  for (const r of schemes) {
+    const k = r.scheme.stored.length;
+    console.log(
+      `  scheme ${r.scheme.name}: ` +
+        (r.meets === undefined
+          ? `misses it at every distance up to ${MAX_THRESHOLD}${bestWithinFpr(r)}`
+          : `first meets it at ${r.meets} (recall ${pct(r.recallAt(r.meets), 1)}, FPR ${pct(r.fprAt(r.meets), 4)}); ` +
+            `index speed for it: npm run bench:phash-index -- --distances ${r.meets} --per-image ${k}`),
+    );
+  }
   let failed = false;
   if (chosen === undefined) {
     console.log('NOT MET: no threshold reaches the target with this hash; per-transform recall above shows which transform breaks it.');
