@@ -12,10 +12,13 @@
 //
 // Memory: `--records` synthetic records go into a fresh redis-server through the same slot functions
 // and keys the committer uses (src/scale/state.ts), one structure at a time, with INFO memory
-// (used_memory) read before and after each. Then the cost of near_duplicate at that size: loading a
-// committer's replica of the kept pHashes, and a chunk's sync and lookups.
+// (used_memory) read before and after each. Then the cost of near_duplicate at that size, for a chunk
+// of 100 and of 1,000 rows at distance 10 (the default) and 6: with the bucketed index in Redis (the
+// default; round trips, keys and bytes read, seconds, median of 3), and with a committer's replica of
+// the pHash log (its load on a worker's first commit, then per chunk a sync and local lookups).
 //
 // Usage: npx tsx bench/scale.ts [--count 1000] [--concurrency 16] [--rows-per-job 100] [--records 1000000]
+// (--count 0 skips the throughput part, --records 0 the memory part)
 
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -27,7 +30,8 @@ import { mulberry32 } from '../src/core/random.js';
 import { connectRedis, parseQueueUrl } from '../src/scale/connection.js';
 import { Keys } from '../src/scale/plan.js';
 import { DEFAULT_NEAR_DUP_DISTANCE } from '../src/filters/phash-index.js';
-import { captionSlot, DEFAULT_BUCKET_BITS, imageSlot, NearDupReplica, pairSlot, urlSlot, type Slot } from '../src/scale/state.js';
+import { PHASH_ENTRY_BYTES, RedisPhashIndex } from '../src/scale/phash-redis.js';
+import { appendExactLua, captionSlot, DEFAULT_BUCKET_BITS, imageSlot, NearDupReplica, pairSlot, urlSlot, type Slot } from '../src/scale/state.js';
 import { startRedis } from '../test/helpers/redis.js';
 import { memoryServer } from './memory-server.js';
 import { makePhotoCorpus } from './photos.js';
@@ -108,13 +112,19 @@ async function memory(records: number, redisUrl: string) {
       const s = captionSlot(r.caption, bits);
       p.hincrby(keys.bucket('c', s.bucket), s.field, 1);
     }],
-    ['near-duplicate pHash log (n, 8 B)', (p, _i, r) => {
+    ['near-dup pHash index (h, 4 x 11 B)', (p, i, r) => {
+      // As the commit script appends (state.ts appendExactLua), one EVALSHA per entry.
+      for (const a of bucketed.insertion(r.phash, i)) p.evalsha(appendSha, 1, a.append, a.bytes);
+    }],
+    ['near-dup pHash log (n, replica only)', (p, _i, r) => {
       p.append(keys.nearDups, Buffer.from(r.phash, 'hex'));
     }],
   ];
+  const bucketed = new RedisPhashIndex(keys);
+  const appendSha = String(await redis.script('LOAD', appendExactLua('KEYS[1]', 'ARGV[1]')));
   console.log(`\nRedis memory at ${records.toLocaleString('en')} records, ${2 ** bits} buckets per structure (redis-server ${(await redis.info('server')).match(/redis_version:(\S+)/)![1]})`);
-  console.log('structure                            MB   bytes/record');
-  let total = 0;
+  console.log(`structure                            MB   bytes/record   (pHash index entry: ${PHASH_ENTRY_BYTES} B per table)`);
+  const perRecord = new Map<string, number>();
   for (const [name, op] of structures) {
     const before = await usedMemory(redis);
     for (let start = 0; start < records; start += 20_000) {
@@ -123,26 +133,56 @@ async function memory(records: number, redisUrl: string) {
       await p.exec();
     }
     const bytes = (await usedMemory(redis)) - before;
-    total += bytes;
+    perRecord.set(name, bytes / records);
     console.log(`${name.padEnd(34)} ${(bytes / 1e6).toFixed(1).padStart(6)}   ${(bytes / records).toFixed(1).padStart(6)}`);
   }
-  console.log(`${'all five, one kept row'.padEnd(34)} ${(total / 1e6).toFixed(1).padStart(6)}   ${(total / records).toFixed(1).padStart(6)}`);
+  const all = [...perRecord.values()];
+  const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
+  // A kept row has one of each, with one of the two near-duplicate structures (the last two lines).
+  console.log(`${'all, one kept row (default: index)'.padEnd(34)} ${((sum(all.slice(0, -1)) * records) / 1e6).toFixed(1).padStart(6)}   ${sum(all.slice(0, -1)).toFixed(1).padStart(6)}`);
+  console.log(`${'all, one kept row (replica: log)'.padEnd(34)} ${(((sum(all) - all.at(-2)!) * records) / 1e6).toFixed(1).padStart(6)}   ${(sum(all) - all.at(-2)!).toFixed(1).padStart(6)}`);
 
-  // What a committer pays for near_duplicate: loading its replica once (a worker's first commit), then
-  // per chunk one sync round trip and local lookups.
-  const replica = new NearDupReplica(DEFAULT_NEAR_DUP_DISTANCE);
-  let t0 = performance.now();
-  await replica.sync(redis, keys);
-  const loadMs = performance.now() - t0;
-  console.log(`\nnear_duplicate against ${records.toLocaleString('en')} kept pHashes (distance ${DEFAULT_NEAR_DUP_DISTANCE}):`);
-  console.log(`  replica load (first commit of a worker): ${(loadMs / 1000).toFixed(1)} s, ${(replica.index.bytes / 1e6).toFixed(0)} MB in the worker`);
-  for (const rows of [100, 1000]) {
-    t0 = performance.now();
+  // What a committer pays for near_duplicate per chunk. Queries are random hashes: at this size a
+  // random hash has no match, so the work is the probing itself (what every row costs).
+  console.log(`\nnear_duplicate per chunk against ${records.toLocaleString('en')} kept pHashes, seconds (median of 3):`);
+  console.log('index                distance  rows   seconds   round trips   keys read   MB read   candidates/row');
+  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+  for (const distance of [DEFAULT_NEAR_DUP_DISTANCE, 6]) {
+    const index = new RedisPhashIndex(keys, { maxDistance: distance });
+    for (const rows of [100, 1000]) {
+      const times: number[] = [];
+      let stats: Awaited<ReturnType<typeof index.lookup>>['stats'] | undefined;
+      for (let rep = 0; rep < 3; rep++) {
+        const queries = Array.from({ length: rows }, () => hex(16));
+        const t0 = performance.now();
+        const found = await index.lookup(redis, queries);
+        // The walk in row order that decideChunk does with the result (first seen wins inside the chunk).
+        for (const q of queries) if (found.index.find(q) === undefined) found.index.add(q);
+        times.push((performance.now() - t0) / 1000);
+        stats = found.stats;
+      }
+      console.log(
+        `${'redis (bucketed)'.padEnd(20)} ${String(distance).padStart(8)}  ${String(rows).padStart(4)}   ${median(times).toFixed(3).padStart(7)}   ${String(stats!.roundTrips).padStart(11)}   ${String(stats!.keys).padStart(9)}   ${(stats!.bytes / 1e6).toFixed(1).padStart(7)}   ${(stats!.candidates / rows).toFixed(0).padStart(14)}`,
+      );
+    }
+  }
+  // The replica: loaded once per worker (its first commit), then per chunk one sync round trip and local lookups.
+  for (const distance of [DEFAULT_NEAR_DUP_DISTANCE, 6]) {
+    const replica = new NearDupReplica(distance);
+    let t0 = performance.now();
     await replica.sync(redis, keys);
-    const syncMs = performance.now() - t0;
-    t0 = performance.now();
-    for (let i = 0; i < rows; i++) replica.index.find(hex(16));
-    console.log(`  chunk of ${rows} rows: sync ${syncMs.toFixed(1)} ms, lookups ${(performance.now() - t0).toFixed(0)} ms`);
+    const loadMs = performance.now() - t0;
+    for (const rows of [100, 1000]) {
+      const times: number[] = [];
+      for (let rep = 0; rep < 3; rep++) {
+        t0 = performance.now();
+        await replica.sync(redis, keys);
+        for (let i = 0; i < rows; i++) replica.index.find(hex(16));
+        times.push((performance.now() - t0) / 1000);
+      }
+      console.log(`${'replica (local)'.padEnd(20)} ${String(distance).padStart(8)}  ${String(rows).padStart(4)}   ${median(times).toFixed(3).padStart(7)}             1`);
+    }
+    console.log(`  replica at distance ${distance}: loaded in ${(loadMs / 1000).toFixed(1)} s on a worker's first commit, ${(replica.index.bytes / 1e6).toFixed(0)} MB in each committing worker`);
   }
   redis.disconnect();
 }
@@ -159,7 +199,7 @@ async function main() {
   const work = await fs.mkdtemp(path.join(os.tmpdir(), 'filip-bench-scale-'));
   const redis = await startRedis();
   try {
-    await throughput(Number(values.count), Number(values.concurrency), Number(values['rows-per-job']), work, redis.url);
+    if (Number(values.count) > 0) await throughput(Number(values.count), Number(values.concurrency), Number(values['rows-per-job']), work, redis.url);
     if (Number(values.records) > 0) await memory(Number(values.records), redis.url);
   } finally {
     await redis.stop();

@@ -9,6 +9,12 @@
 // together with a record of the decisions (`decided:K`). If the committer dies after that, the next
 // one reuses the record instead of deciding again, so the keys chunk K inserted never make its own
 // rows look like duplicates; the record is dropped when `next` moves past K.
+//
+// near_duplicate reads the kept pHashes from the bucketed index in Redis (phash-redis.ts): one batch
+// lookup for the chunk's candidate rows, then the chunk is walked in row order against the local
+// index that lookup returns, to which each kept row's hash is added (first seen wins, as on one
+// machine). With the run's `nearDupIndex` set to `replica`, the committer's NearDupReplica does that
+// job instead (state.ts).
 
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
@@ -23,6 +29,7 @@ import { readShardSamples } from '../pipeline/shard-source.js';
 import { shardName } from '../shard/schema.js';
 import { stagingPaths, type StagedChunk } from './chunk.js';
 import type { Keys, QueueRun } from './plan.js';
+import { DEFAULT_NEAR_DUP_INDEX, nearDupIndexOption, RedisPhashIndex, type NearDupIndexKind, type PhashLookupStats } from './phash-redis.js';
 import {
   advance,
   applyDecisions,
@@ -46,9 +53,19 @@ function slotId(s: Slot): string {
 }
 
 /**
+ * Where the run keeps its near-duplicate index: the run record's `nearDupIndex` (a field plan.ts's
+ * QueueRun does not declare yet; runs without it use the default, the bucketed index in Redis).
+ */
+export function nearDupIndexOf(run: QueueRun): NearDupIndexKind {
+  return run.nearDupIndex === undefined ? DEFAULT_NEAR_DUP_INDEX : nearDupIndexOption(run.nearDupIndex);
+}
+
+/**
  * Decides a staged chunk against Redis (read only). Returns the decisions and what to insert.
- * `nearDups` is the caller's replica of the kept pHashes (synced here); the chunk's kept hashes are
- * added to it, so after a failed or pre-empted apply the caller must reset() it.
+ * With the `replica` index, `nearDups` is the caller's replica of the kept pHashes (synced here); the
+ * chunk's kept hashes are added to it, so after a failed or pre-empted apply the caller must reset()
+ * it. With the `redis` index (the default) `nearDups` is not used. `phash`: what the pHash bucket
+ * lookup cost (`redis` index with near_duplicate on).
  */
 export async function decideChunk(
   redis: Redis,
@@ -56,7 +73,7 @@ export async function decideChunk(
   run: QueueRun,
   staged: StagedChunk,
   nearDups?: NearDupReplica,
-): Promise<{ decisions: Decision[]; insertions: Insertion[]; kept: number }> {
+): Promise<{ decisions: Decision[]; insertions: Insertion[]; kept: number; phash?: PhashLookupStats }> {
   const bits = run.bucketBits;
   const rows = staged.rows;
   const rules = new Set(run.filter?.rules ?? []);
@@ -66,12 +83,17 @@ export async function decideChunk(
   const imageSlots = okRows.map((r) => imageSlot(r.sha256!, bits));
   const pairSlots = okRows.map((r) => pairSlot(r.sha256!, r.caption, bits));
   const captionSlots = rules.has('repeated_text') ? okRows.map((r) => captionSlot(r.caption, bits)) : [];
-  const replica = rules.has('near_duplicate') ? (nearDups ?? new NearDupReplica(run.filter!.nearDupDistance)) : undefined;
-  const [urlFound, imageFound, pairFound, captionCounts] = await Promise.all([
+  const nearDup = rules.has('near_duplicate');
+  const bucketed = nearDup && nearDupIndexOf(run) === 'redis' ? new RedisPhashIndex(keys, { maxDistance: run.filter!.nearDupDistance }) : undefined;
+  const replica = nearDup && !bucketed ? (nearDups ?? new NearDupReplica(run.filter!.nearDupDistance)) : undefined;
+  const [urlFound, imageFound, pairFound, captionCounts, stored] = await Promise.all([
     lookupSlots(redis, keys, 'u', urlSlots),
     lookupSlots(redis, keys, 'i', imageSlots),
     lookupSlots(redis, keys, 'p', pairSlots),
     lookupSlots(redis, keys, 'c', captionSlots),
+    // Every candidate row's pHash: rows that fail another rule first are looked up for nothing, but
+    // which ones do is only known in the walk below, and one batch costs what it costs.
+    bucketed?.lookup(redis, okRows.map((r) => r.phash!)),
     replica?.sync(redis, keys),
   ]);
 
@@ -81,7 +103,7 @@ export async function decideChunk(
     pairs: new Set(pairSlots.filter((_, i) => pairFound[i] !== null).map(slotId)),
   };
   const counts = new Map(captionSlots.map((s, i) => [slotId(s), captionCounts[i] ?? 0]));
-  const kept = replica?.index;
+  const kept = stored?.index ?? replica?.index;
   let keptCount = 0;
   const globalCtx: FilterContext | undefined = run.filter
     ? {
@@ -146,10 +168,11 @@ export async function decideChunk(
     if (kept) {
       kept.add(row.phash!);
       keptCount++;
-      insertions.push({ phash: Buffer.from(row.phash!, 'hex') });
+      if (bucketed) insertions.push(...bucketed.insertion(row.phash!, row.index));
+      else insertions.push({ append: keys.nearDups, bytes: Buffer.from(row.phash!, 'hex') });
     }
   }
-  return { decisions, insertions, kept: keptCount };
+  return { decisions, insertions, kept: keptCount, ...(stored ? { phash: stored.stats } : {}) };
 }
 
 function countsView(count: (caption: string) => number): CaptionCounts {
@@ -163,7 +186,7 @@ export interface CommitContext {
   readonly output: string;
   /** The commit lock's token this committer holds. */
   readonly token: string;
-  /** This committer's replica of the kept pHashes, kept between commits (near_duplicate only). */
+  /** This committer's replica of the kept pHashes, kept between commits (near_duplicate with the `replica` index only; ignored otherwise). */
   readonly nearDups?: NearDupReplica;
   readonly onCommit?: (stats: ShardStats) => void;
 }
@@ -176,18 +199,19 @@ export async function commitChunk(ctx: CommitContext, chunk: number): Promise<vo
   const staged = JSON.parse(await fs.readFile(paths.json, 'utf8')) as StagedChunk;
   let stored = await redis.get(keys.decided(chunk));
   if (stored === null) {
+    const replica = nearDupIndexOf(run) === 'replica' ? ctx.nearDups : undefined;
     try {
-      const { decisions, insertions, kept } = await decideChunk(redis, keys, run, staged, ctx.nearDups);
+      const { decisions, insertions, kept } = await decideChunk(redis, keys, run, staged, replica);
       const text = JSON.stringify(decisions);
       if ((await applyDecisions(redis, keys, ctx.token, chunk, text, insertions)) === 'applied') {
         stored = text;
-        if (ctx.nearDups) ctx.nearDups.offset += 8 * kept; // our own appends, already in the replica
+        if (replica) replica.offset += 8 * kept; // our own appends, already in the replica
       } else {
         stored = await redis.get(keys.decided(chunk));
-        ctx.nearDups?.reset();
+        replica?.reset();
       }
     } catch (error) {
-      ctx.nearDups?.reset();
+      replica?.reset();
       throw error;
     }
   }
@@ -209,7 +233,7 @@ export async function commitChunk(ctx: CommitContext, chunk: number): Promise<vo
         shardSize: Number.MAX_SAFE_INTEGER,
         engine: run.writer,
         keepCols: run.manifest.keepCols,
-        kind: 'ingest',
+        kind: staged.kind ?? 'ingest',
         ...(ctx.onCommit ? { onCommit: ctx.onCommit } : {}),
       },
       { commits: [], nextShard: chunk, nextIndex: staged.start, rejectsOffset: offset },

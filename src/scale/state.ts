@@ -6,15 +6,15 @@
 //   i:<b>  hash  image sha256, first 8 bytes            -> index of the kept row
 //   p:<b>  hash  fingerprint(sha256 + caption)          -> index of the kept row
 //   c:<b>  hash  fingerprint(normalised caption)        -> count over every well-formed manifest row
-//   n      string  the 8-byte pHashes of kept rows, in commit order (APPENDed)
+//   h:<c>:<v>  string  the kept pHashes whose 16-bit chunk c is v (phash-redis.ts; the default)
+//   n      string  the 8-byte pHashes of kept rows, in commit order (APPENDed; `replica` index only)
 //
-// Near duplicates: the committer keeps a replica of `n` in a local PhashIndex (the exact multi-index
-// search of src/filters/phash-index.ts) and brings it up to date with one GETRANGE of what was
-// appended since it last looked, so a chunk's lookups cost one round trip and no scan. A first design
-// kept the pHashes in 4 x 16-bit band buckets in Redis and probed them per lookup; at distance 10 a
-// lookup must probe 428 buckets, and a 1,000-row chunk read 187,000 keys and every one of a million
-// stored hashes (17.9 s per chunk, measured with an earlier bench/scale.ts) at 80 bytes a record; the
-// log costs 10.5 bytes a record and a chunk's sync and lookups well under a second.
+// Near duplicates, by default (`redis`): the bucketed index of phash-redis.ts, which a committer reads
+// per chunk (the buckets its rows probe, in a few pipelined MGETs) and holds nothing between chunks.
+// The `replica` alternative: the committer keeps a replica of the log `n` in a local PhashIndex and
+// brings it up to date with one GETRANGE of what was appended since it last looked; faster per chunk
+// and 15 bytes a record in Redis (72 for the index), but every committer holds all hashes (42 bytes each) and loads them
+// on its first commit. Figures for both: docs/scale-out.md.
 //
 // This state is written only by two Lua scripts, each atomic: applyCounts (a chunk's caption counts, once,
 // guarded by the chunk's `counted` bit) and applyDecisions (a chunk's dedupe/near-dup insertions
@@ -109,8 +109,25 @@ export function queueError(what: string, cause: unknown): FilipError {
   return new FilipError('FILIP_ERR_QUEUE', `Redis: ${what}: ${(cause as Error)?.message ?? String(cause)}`, {}, { cause });
 }
 
-/** One insertion of a chunk's commit: a hash field set once (HSETNX), or a kept pHash (8 bytes) appended to `n`. */
-export type Insertion = { readonly kind: FingerprintKind; readonly slot: Slot; readonly value: number } | { readonly phash: Buffer };
+/**
+ * One insertion of a chunk's commit: a hash field set once (HSETNX), or bytes appended to a string
+ * (a pHash bucket entry of phash-redis.ts, or a kept pHash on the `n` log). `exact`: append by
+ * rewriting the string at its new length (appendExactLua) rather than with APPEND, for many small
+ * strings that grow a little at a time (the pHash buckets).
+ */
+export type Insertion =
+  | { readonly kind: FingerprintKind; readonly slot: Slot; readonly value: number }
+  | { readonly append: string; readonly bytes: Buffer; readonly exact?: boolean };
+
+/**
+ * Lua that appends `bytes` to string `key` by SET of the joined value. APPEND grows a string to twice
+ * its new length (room for the next appends): on 262,144 pHash buckets of ~165 bytes that slack is
+ * about a third of their memory (424 against 305 bytes a bucket of 15 entries, redis-server 7.0).
+ * Rewriting copies the bucket, which is small.
+ */
+export function appendExactLua(key: string, bytes: string): string {
+  return `local old = redis.call('GET', ${key}) redis.call('SET', ${key}, old and (old .. ${bytes}) or ${bytes})`;
+}
 
 const APPLY_DECISIONS = `
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return -1 end
@@ -121,6 +138,9 @@ while i <= #ARGV do
   if ARGV[i] == 'h' then
     redis.call('HSETNX', ARGV[i + 1], ARGV[i + 2], ARGV[i + 3])
     i = i + 4
+  elseif ARGV[i] == 's' then
+    ${appendExactLua('ARGV[i + 1]', 'ARGV[i + 2]')}
+    i = i + 3
   else
     redis.call('APPEND', ARGV[i + 1], ARGV[i + 2])
     i = i + 3
@@ -146,7 +166,7 @@ export async function applyDecisions(
   const args: (string | Buffer | number)[] = [token, chunk, decisions];
   for (const ins of insertions) {
     if ('kind' in ins) args.push('h', keys.bucket(ins.kind, ins.slot.bucket), ins.slot.field, ins.value);
-    else args.push('a', keys.nearDups, ins.phash);
+    else args.push(ins.exact ? 's' : 'a', ins.append, ins.bytes);
   }
   const result = Number(await redis.eval(APPLY_DECISIONS, 3, keys.lock, keys.decided(chunk), keys.next, ...args));
   if (result === 1) return 'applied';

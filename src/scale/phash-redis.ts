@@ -1,0 +1,296 @@
+// The near-duplicate index of queue mode, kept in Redis itself: the kept rows' 64-bit pHashes,
+// bucketed as src/filters/phash-index.ts buckets them, so that every worker decides `near_duplicate`
+// against the same state without holding it.
+//
+// Layout (under `filip:<queue>:`). A hash is cut into PHASH_CHUNKS 16-bit chunks; chunk c's table has
+// one Redis string per chunk value v that occurs,
+//
+//   h:<c>:<v hex>  string  one ENTRY_BYTES entry per kept hash whose chunk c is v, appended in commit order:
+//                          6 bytes  the hash's other three chunks, in chunk order
+//                          5 bytes  the input index of the row that kept it (big-endian; up to 2^40)
+//
+// so a hash is stored once per table (4 entries) and a bucket holds ~15 entries at a million hashes.
+// The input index orders the entries as a single machine would have added them (chunks commit in
+// order, rows in a chunk in order): the first stored match is the one with the smallest index.
+//
+// A lookup takes a whole batch of queries (a chunk's candidate rows). It gathers the distinct bucket
+// keys that the probe plan of src/filters/phash-index.ts names for every query, reads them with MGETs
+// sent in pipelines of at most `keysPerRoundTrip` keys (one round trip for a 1,000-row chunk at
+// distance 6, a few at 10), and checks the entries locally. What it returns is a local PhashIndex
+// holding, in index order, the earliest stored match of each query. Searching that index and adding
+// the batch's own kept hashes to it in row order gives exactly the answers (and the reported match)
+// of one PhashIndex fed the whole run in order: a query's earliest stored match is in it, and the
+// other hashes in it are stored matches of other queries, which come later if they match at all.
+//
+// Inserts are appends made by the commit's one Lua script (state.ts applyDecisions), with the rest of
+// the chunk's state, so a chunk's hashes are stored exactly once even when its committer dies. They
+// rewrite the bucket at its new length (GET, SET) rather than APPEND: APPEND leaves each of the
+// 262,144 small buckets up to twice its size, a third more memory in all (state.ts appendExactLua).
+
+import type { Redis } from 'ioredis';
+import { intOption, invalid, rejectUnknownKeys } from '../core/options.js';
+import {
+  DEFAULT_NEAR_DUP_DISTANCE,
+  MAX_NEAR_DUP_DISTANCE,
+  PHASH_CHUNKS,
+  PhashIndex,
+  phashChunkOf,
+  phashProbePlan,
+  probeMasksWithin,
+} from '../filters/phash-index.js';
+import type { Keys } from './plan.js';
+import { queueError } from './state.js';
+
+/**
+ * Where queue mode keeps the kept pHashes. `redis`: the bucketed index of this file (every committer
+ * reads what a chunk needs). `replica`: an append-only log in Redis, mirrored in full by each
+ * committer in a local PhashIndex (state.ts NearDupReplica).
+ */
+export const NEAR_DUP_INDEXES = ['redis', 'replica'] as const;
+export type NearDupIndexKind = (typeof NEAR_DUP_INDEXES)[number];
+export const DEFAULT_NEAR_DUP_INDEX: NearDupIndexKind = 'redis';
+
+/** Bytes of one bucket entry: the other 48 bits of the hash, then a 5-byte input index. */
+export const PHASH_ENTRY_BYTES = 11;
+const REST_BYTES = 6;
+/** Largest input index an entry can hold. */
+export const MAX_PHASH_ROW_INDEX = 2 ** 40 - 1;
+/** Keys per MGET command (a pipeline holds several). */
+const MGET_KEYS = 8192;
+const BUCKET_VALUES = 1 << 16;
+const HEX = /^[0-9a-f]{16}$/;
+// An entry holds the three chunks outside its bucket in 6 bytes: the layout assumes 4 x 16 bits.
+if (PHASH_CHUNKS !== 4) throw new Error(`phash-redis.ts assumes 4 chunks of 16 bits, phash-index.ts has ${PHASH_CHUNKS}`);
+
+export interface RedisPhashOptions {
+  /** Largest Hamming distance, in bits, at which two hashes are near duplicates. @default DEFAULT_NEAR_DUP_DISTANCE (10) */
+  readonly maxDistance: number;
+  /**
+   * Bucket keys read per round trip (a pipeline of MGETs). Bounds the reply Redis buffers at once:
+   * about 65,536 x 165 bytes at a million stored hashes. @default 65536
+   */
+  readonly keysPerRoundTrip: number;
+}
+
+const DEFAULTS: RedisPhashOptions = { maxDistance: DEFAULT_NEAR_DUP_DISTANCE, keysPerRoundTrip: 65_536 };
+
+export function resolveRedisPhashOptions(input: Partial<RedisPhashOptions> = {}): RedisPhashOptions {
+  rejectUnknownKeys('redis pHash index', input, DEFAULTS);
+  const o = { ...DEFAULTS, ...input };
+  return {
+    maxDistance: intOption('maxDistance', o.maxDistance, 0, MAX_NEAR_DUP_DISTANCE),
+    keysPerRoundTrip: intOption('keysPerRoundTrip', o.keysPerRoundTrip, 1),
+  };
+}
+
+export function nearDupIndexOption(value: unknown): NearDupIndexKind {
+  if (typeof value !== 'string' || !(NEAR_DUP_INDEXES as readonly string[]).includes(value)) {
+    throw invalid('nearDupIndex', `one of ${NEAR_DUP_INDEXES.map((k) => JSON.stringify(k)).join(', ')}`, value);
+  }
+  return value as NearDupIndexKind;
+}
+
+/** What one batch lookup cost. */
+export interface PhashLookupStats {
+  readonly queries: number;
+  /** Bucket probes over all queries, before merging the ones queries share. */
+  readonly probes: number;
+  /** Distinct bucket keys read. */
+  readonly keys: number;
+  readonly mgets: number;
+  readonly roundTrips: number;
+  /** Bytes of bucket data received. */
+  readonly bytes: number;
+  /** Entries compared with a query. */
+  readonly candidates: number;
+  /** Queries with a stored match. */
+  readonly matched: number;
+}
+
+/** One append of an insertion: `bytes` go at the end of the bucket named `append`, without slack (`exact`). */
+export interface PhashAppend {
+  readonly append: string;
+  readonly bytes: Buffer;
+  readonly exact: true;
+}
+
+/** The pHash bucket key of chunk `c`, value `v`. */
+export function phashBucketKey(keys: Keys, c: number, v: number): string {
+  return `${keys.prefix}:h:${c}:${hex16(v)}`;
+}
+
+// A batch names up to 4 x 65,536 keys: formatting the values once saves a third of the naming time.
+let hexTable: string[] | undefined;
+function hex16(v: number): string {
+  hexTable ??= Array.from({ length: BUCKET_VALUES }, (_, i) => i.toString(16));
+  return hexTable[v]!;
+}
+
+/** The bucketed pHash index of one queue, in Redis. Holds no state of its own besides its options. */
+export class RedisPhashIndex {
+  readonly options: RedisPhashOptions;
+  readonly #plan: { chunk: number; radius: number }[];
+
+  constructor(
+    readonly keys: Keys,
+    options: Partial<RedisPhashOptions> = {},
+  ) {
+    this.options = resolveRedisPhashOptions(options);
+    this.#plan = phashProbePlan(this.options.maxDistance);
+  }
+
+  /**
+   * Reads the buckets the queries probe and returns the earliest stored match of each query (those
+   * with one), as a local PhashIndex in commit order: see the header for why searching it, and adding
+   * the batch's kept hashes to it in row order, answers as one machine would. Throws TypeError on a
+   * query that is not 16 lower-case hex digits, FILIP_ERR_QUEUE when Redis fails.
+   */
+  async lookup(redis: Redis, queries: readonly string[]): Promise<{ index: PhashIndex; stats: PhashLookupStats }> {
+    const d = this.options.maxDistance;
+    const n = queries.length;
+    const hi = new Uint32Array(n);
+    const lo = new Uint32Array(n);
+    for (let q = 0; q < n; q++) {
+      const h = queries[q]!;
+      if (typeof h !== 'string' || !HEX.test(h)) throw new TypeError(`RedisPhashIndex: a hash must be 16 lower-case hex digits, got ${JSON.stringify(h)}`);
+      hi[q] = parseInt(h.slice(0, 8), 16) >>> 0;
+      lo[q] = parseInt(h.slice(8), 16) >>> 0;
+    }
+
+    // The distinct buckets of the whole batch: slot[c << 16 | v] is the bucket's place in `ids`.
+    const slot = new Int32Array(PHASH_CHUNKS * BUCKET_VALUES).fill(-1);
+    const ids: number[] = [];
+    let probes = 0;
+    for (const { chunk: c, radius } of this.#plan) {
+      const { masks } = probeMasksWithin(radius);
+      probes += masks.length * n;
+      for (let q = 0; q < n; q++) {
+        const base = (c << 16) | phashChunkOf(hi[q]!, lo[q]!, c);
+        for (let m = 0; m < masks.length; m++) {
+          const id = base ^ masks[m]!;
+          if (slot[id] === -1) {
+            slot[id] = ids.length;
+            ids.push(id);
+          }
+        }
+      }
+    }
+
+    // Read them: MGETs of MGET_KEYS keys, pipelined keysPerRoundTrip keys at a time.
+    const buckets: (Buffer | null)[] = new Array(ids.length);
+    let mgets = 0;
+    let roundTrips = 0;
+    let bytes = 0;
+    const perTrip = this.options.keysPerRoundTrip;
+    for (let start = 0; start < ids.length; start += perTrip) {
+      const end = Math.min(start + perTrip, ids.length);
+      const p = redis.pipeline();
+      for (let s = start; s < end; s += MGET_KEYS) {
+        const names: string[] = [];
+        const base = `${this.keys.prefix}:h:`;
+        for (let i = s; i < Math.min(s + MGET_KEYS, end); i++) names.push(`${base}${ids[i]! >>> 16}:${hex16(ids[i]! & 0xffff)}`);
+        p.mgetBuffer(names);
+        mgets++;
+      }
+      let replies: [Error | null, unknown][];
+      try {
+        replies = (await p.exec()) ?? [];
+      } catch (err) {
+        throw queueError('pHash bucket read failed', err);
+      }
+      roundTrips++;
+      let at = start;
+      for (const [err, values] of replies) {
+        if (err) throw queueError('pHash bucket read failed', err);
+        for (const b of values as (Buffer | null)[]) {
+          buckets[at++] = b;
+          if (b) bytes += b.length;
+        }
+      }
+    }
+
+    // Check the entries: per query, the smallest input index within d bits.
+    const bestIndex = new Float64Array(n).fill(Infinity);
+    const bestHash: string[] = new Array(n);
+    let candidates = 0;
+    for (const { chunk: c, radius } of this.#plan) {
+      const { masks, weights } = probeMasksWithin(radius);
+      for (let q = 0; q < n; q++) {
+        const qhi = hi[q]!;
+        const qlo = lo[q]!;
+        const key = phashChunkOf(qhi, qlo, c);
+        const [qa, qb] = restOf(qhi, qlo, c);
+        for (let m = 0; m < masks.length; m++) {
+          const b = buckets[slot[(c << 16) | (key ^ masks[m]!)]!];
+          if (!b) continue;
+          // The bucket's chunk already differs in weights[m] bits.
+          const budget = d - weights[m]!;
+          candidates += b.length / PHASH_ENTRY_BYTES;
+          for (let o = 0; o + PHASH_ENTRY_BYTES <= b.length; o += PHASH_ENTRY_BYTES) {
+            const a = ((b[o]! << 24) | (b[o + 1]! << 16) | (b[o + 2]! << 8) | b[o + 3]!) >>> 0;
+            const r = (b[o + 4]! << 8) | b[o + 5]!;
+            if (popcount32(a ^ qa) + popcount32(r ^ qb) > budget) continue;
+            const i = REST_BYTES;
+            const index = b[o + i]! * 2 ** 32 + (((b[o + i + 1]! << 24) | (b[o + i + 2]! << 16) | (b[o + i + 3]! << 8) | b[o + i + 4]!) >>> 0);
+            if (index < bestIndex[q]!) {
+              bestIndex[q] = index;
+              bestHash[q] = hashOf(c, key ^ masks[m]!, a, r);
+            }
+          }
+        }
+      }
+    }
+
+    const found = new Map<number, string>();
+    let matched = 0;
+    for (let q = 0; q < n; q++) {
+      if (bestIndex[q] === Infinity) continue;
+      matched++;
+      found.set(bestIndex[q]!, bestHash[q]!);
+    }
+    const index = new PhashIndex(d);
+    for (const i of [...found.keys()].sort((x, y) => x - y)) index.add(found.get(i)!);
+    return { index, stats: { queries: n, probes, keys: ids.length, mgets, roundTrips, bytes, candidates, matched } };
+  }
+
+  /** The APPENDs that store `hash`, kept by the row with input index `rowIndex`: one entry per table. */
+  insertion(hash: string, rowIndex: number): PhashAppend[] {
+    if (typeof hash !== 'string' || !HEX.test(hash)) throw new TypeError(`RedisPhashIndex: a hash must be 16 lower-case hex digits, got ${JSON.stringify(hash)}`);
+    intOption('rowIndex', rowIndex, 0, MAX_PHASH_ROW_INDEX);
+    const hi = parseInt(hash.slice(0, 8), 16) >>> 0;
+    const lo = parseInt(hash.slice(8), 16) >>> 0;
+    const out: PhashAppend[] = [];
+    for (let c = 0; c < PHASH_CHUNKS; c++) {
+      const [a, r] = restOf(hi, lo, c);
+      const bytes = Buffer.allocUnsafe(PHASH_ENTRY_BYTES);
+      bytes.writeUInt32BE(a, 0);
+      bytes.writeUInt16BE(r, 4);
+      bytes.writeUInt8(Math.floor(rowIndex / 2 ** 32), REST_BYTES);
+      bytes.writeUInt32BE(rowIndex % 2 ** 32, REST_BYTES + 1);
+      out.push({ append: phashBucketKey(this.keys, c, phashChunkOf(hi, lo, c)), bytes, exact: true });
+    }
+    return out;
+  }
+}
+
+/** The three chunks other than c, in chunk order: the first two as one 32-bit word, the last alone. */
+function restOf(hi: number, lo: number, c: number): [number, number] {
+  const rest: number[] = [];
+  for (let j = 0; j < PHASH_CHUNKS; j++) if (j !== c) rest.push(phashChunkOf(hi, lo, j));
+  return [((rest[0]! << 16) | rest[1]!) >>> 0, rest[2]!];
+}
+
+/** The hash (hex) whose chunk c is v and whose other chunks are (a, r) as restOf gives them. */
+function hashOf(c: number, v: number, a: number, r: number): string {
+  const rest = [a >>> 16, a & 0xffff, r];
+  let hex = '';
+  for (let j = 0, k = 0; j < PHASH_CHUNKS; j++) hex += (j === c ? v : rest[k++]!).toString(16).padStart(4, '0');
+  return hex;
+}
+
+function popcount32(word: number): number {
+  let v = word >>> 0;
+  v -= (v >>> 1) & 0x55555555;
+  v = (v & 0x33333333) + ((v >>> 2) & 0x33333333);
+  return (Math.imul((v + (v >>> 4)) & 0x0f0f0f0f, 0x01010101) >>> 24) & 0xff;
+}
