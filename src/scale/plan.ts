@@ -2,6 +2,7 @@
 // (queue mode; partitions are in partition.ts).
 // Also the run record that `ingest --queue` stores in Redis for the workers, and the key layout.
 
+import type { NearDupIndexKind } from './phash-redis.js';
 import { FilipError } from '../core/errors.js';
 import { invalid, rejectUnknownKeys, stringOption } from '../core/options.js';
 import type { ManifestCursor, PlainCopies } from '../manifest/read.js';
@@ -76,6 +77,11 @@ export interface QueueRun {
   /** Whether count jobs run first (the repeated_text rule is on). */
   readonly countCaptions: boolean;
   readonly bucketBits: number;
+  /**
+   * Where the near_duplicate rule's index lives: 'redis' (bucketed in Redis, phash-redis.ts) or
+   * 'replica' (a log in Redis plus a local copy in each committer). Absent in older runs: 'redis'.
+   */
+  readonly nearDupIndex?: NearDupIndexKind;
   readonly createdAt: string;
 }
 

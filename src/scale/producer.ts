@@ -37,6 +37,7 @@ import {
   type QueueOptions,
   type QueueRun,
 } from './plan.js';
+import { DEFAULT_NEAR_DUP_INDEX, nearDupIndexOption, type NearDupIndexKind } from './phash-redis.js';
 import { DEFAULT_BUCKET_BITS, deleteState } from './state.js';
 import { committedChunks, type ChunkJobData } from './worker.js';
 
@@ -50,13 +51,15 @@ export interface EnqueueOptions {
   readonly wait: boolean;
   /** Attempts per job before BullMQ marks it failed. @default 5 */
   readonly attempts: number;
+  /** Where the near_duplicate index lives (see QueueRun.nearDupIndex). @default 'redis' */
+  readonly nearDupIndex: NearDupIndexKind;
   /** Where `wait` reports progress. @default process.stderr */
   readonly logStream: NodeJS.WritableStream;
 }
 
 export type EnqueueInput = Partial<Omit<EnqueueOptions, 'queue'>> & { queue: Partial<QueueOptions> & { url: string } };
 
-const DEFAULTS = { rowsPerJob: DEFAULT_ROWS_PER_JOB, bucketBits: DEFAULT_BUCKET_BITS, wait: false, attempts: 5 };
+const DEFAULTS = { rowsPerJob: DEFAULT_ROWS_PER_JOB, bucketBits: DEFAULT_BUCKET_BITS, wait: false, attempts: 5, nearDupIndex: DEFAULT_NEAR_DUP_INDEX };
 
 export function resolveEnqueueOptions(input: EnqueueInput): EnqueueOptions {
   rejectUnknownKeys('queue ingest', input, { ...DEFAULTS, queue: 0, logStream: 0 });
@@ -67,6 +70,7 @@ export function resolveEnqueueOptions(input: EnqueueInput): EnqueueOptions {
     bucketBits: intOption('bucketBits', o.bucketBits, 0, 28),
     wait: boolOption('wait', o.wait),
     attempts: intOption('attempts', o.attempts, 1, 100),
+    nearDupIndex: nearDupIndexOption(o.nearDupIndex),
     logStream: input.logStream ?? process.stderr,
   };
 }
@@ -114,6 +118,7 @@ export async function enqueueIngest(ingest: IngestInput, input: EnqueueInput): P
     filter: o.filter ?? null,
     countCaptions: o.filter?.rules.includes('repeated_text') ?? false,
     bucketBits: q.bucketBits,
+    nearDupIndex: q.nearDupIndex,
     createdAt: new Date().toISOString(),
   };
 

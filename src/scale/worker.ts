@@ -15,7 +15,7 @@ import type { Redis } from 'ioredis';
 import { boolOption, intOption, rejectUnknownKeys } from '../core/options.js';
 import { Fetcher } from '../fetch/fetcher.js';
 import { prepareFilter, type FilterContext } from '../filters/filter.js';
-import { commitChunk } from './commit.js';
+import { commitChunk, nearDupIndexOf } from './commit.js';
 import { countChunk, stageChunk } from './chunk.js';
 import { connectRedis, parseQueueUrl, redisOptions } from './connection.js';
 import { baseChunksOf, chunkRange, Keys, parseRun, resolveQueueOptions, retryRoundOf, type QueueOptions, type QueueRun } from './plan.js';
@@ -232,7 +232,7 @@ class Committer {
     this.#token = `${workerId}:${randomUUID()}`;
     this.#run = run;
     const filter = run().filter;
-    this.#nearDups = filter?.rules.includes('near_duplicate') ? new NearDupReplica(filter.nearDupDistance) : undefined;
+    this.#nearDups = filter?.rules.includes('near_duplicate') && nearDupIndexOf(run()) === 'replica' ? new NearDupReplica(filter.nearDupDistance) : undefined;
   }
 
   drain(): Promise<void> {

@@ -12,6 +12,7 @@ import { invalid } from '../../core/options.js';
 import { DEFAULT_QUEUE_NAME, DEFAULT_ROWS_PER_JOB } from '../../scale/plan.js';
 import { enqueueIngest, formatEnqueueSummary } from '../../scale/producer.js';
 import { DEFAULT_BUCKET_BITS } from '../../scale/state.js';
+import { DEFAULT_NEAR_DUP_INDEX, NEAR_DUP_INDEXES, type NearDupIndexKind } from '../../scale/phash-redis.js';
 
 export function ingestFlags<T>(y: Argv<T>) {
   return filterFlags(y)
@@ -49,6 +50,7 @@ export function ingestFlags<T>(y: Argv<T>) {
     .option('rows-per-job', { type: 'number', default: DEFAULT_ROWS_PER_JOB, describe: 'input rows per chunk job (--queue) or partition block (--partitions)' })
     .option('bucket-bits', { type: 'number', default: DEFAULT_BUCKET_BITS, describe: '--queue: 2^bits Redis buckets per dedupe structure (raise to 22 for 300M rows)' })
     .option('wait', { type: 'boolean', default: false, describe: '--queue: wait until the workers have committed every chunk' })
+    .option('near-dup-index', { type: 'string', choices: NEAR_DUP_INDEXES, default: DEFAULT_NEAR_DUP_INDEX, describe: '--queue: near-duplicate index bucketed in Redis, or a Redis log plus a local replica per committer (faster, 42 B per kept row in each)' })
     .option('partitions', { type: 'number', default: 1, describe: 'process one of N slices of the manifests (no Redis); then `filip-data merge`' })
     .option('partition', { type: 'number', default: 0, describe: 'which slice, 0 to N-1 (with --partitions)' });
 }
@@ -107,7 +109,7 @@ export const ingestCommand = {
     if (a.queue !== undefined) {
       if (a.partitions !== 1 || a.partition !== 0) throw invalid('partitions', 'left out with --queue (partitions are for runs without Redis)', a.partitions);
       const { partitions: _n, partition: _i, rowsPerJob: _r, ...ingest } = toIngestInput(a, a.inputs);
-      const queued = await enqueueIngest(ingest, { queue: { url: a.queue, name: a.queueName }, rowsPerJob: a.rowsPerJob, bucketBits: a.bucketBits, wait: a.wait });
+      const queued = await enqueueIngest(ingest, { queue: { url: a.queue, name: a.queueName }, rowsPerJob: a.rowsPerJob, bucketBits: a.bucketBits, wait: a.wait, nearDupIndex: a.nearDupIndex as NearDupIndexKind });
       process.stdout.write(`${formatEnqueueSummary(queued)}\n`);
       return;
     }
