@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
-import { promises as fs } from 'node:fs';
+import { existsSync, promises as fs } from 'node:fs';
 import type { Sample } from '../src/core/sample.js';
 import { readManifests, resolveManifestOptions } from '../src/manifest/read.js';
 import { textReadStats } from '../src/manifest/text.js';
@@ -53,8 +53,11 @@ test('3 partitions + merge keep the keys of one machine, with and without the fi
   for (let i = 0; i < 3; i++) {
     const dir = path.join(tmp, `part-${i}`);
     parts.push(dir);
-    await ok(['ingest', bed.corpus.manifest, '-o', dir, ...COMMON, '--partitions', '3', '--partition', String(i), '--rows-per-job', '10']);
+    // Partition 0 writes the block index, partition 2 reads it, partition 1 scans the manifest instead.
+    const index = i === 1 ? [] : ['--partition-index', path.join(tmp, 'blocks.jsonl')];
+    await ok(['ingest', bed.corpus.manifest, '-o', dir, ...COMMON, '--partitions', '3', '--partition', String(i), '--rows-per-job', '10', ...index]);
   }
+  assert.ok(existsSync(path.join(tmp, 'blocks.jsonl')), 'the first partition given --partition-index writes it');
   // Each partition holds only its own rows.
   for (const [i, dir] of parts.entries()) {
     const { kept, rejects } = await keysOf(dir);

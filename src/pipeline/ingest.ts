@@ -37,7 +37,7 @@ import {
 } from './output.js';
 import { orderedMap } from './pool.js';
 import { PROGRESS_MODES, Progress, type ProgressMode } from './progress.js';
-import { checkPartition, DEFAULT_ROWS_PER_JOB, onlyPartition, rowsInPartition } from '../scale/partition.js';
+import { checkPartition, DEFAULT_ROWS_PER_JOB, readPartition, rowsInPartition, writeCursorIndex } from '../scale/partition.js';
 
 export interface IngestOptions {
   /** Manifest files or folders. */
@@ -73,6 +73,13 @@ export interface IngestOptions {
   readonly partition: number;
   /** Rows per partition block. @default 1000 */
   readonly rowsPerJob: number;
+  /**
+   * With partitions: a file of where every block starts (src/scale/partition.ts writeCursorIndex),
+   * written by the first partition that finds it missing (temporary name, then rename) and read by the
+   * others, so each partition reads only its own blocks. null: each partition finds its blocks with a
+   * parse-only scan of the manifests. @default null
+   */
+  readonly partitionIndex: string | null;
 }
 
 export type IngestInput = Partial<
@@ -95,6 +102,7 @@ const DEFAULTS = {
   partitions: 1,
   partition: 0,
   rowsPerJob: DEFAULT_ROWS_PER_JOB,
+  partitionIndex: null as string | null,
 };
 
 export function resolveIngestOptions(input: IngestInput): IngestOptions {
@@ -141,6 +149,7 @@ export function resolveIngestOptions(input: IngestInput): IngestOptions {
     partitions,
     partition,
     rowsPerJob: intOption('rowsPerJob', o.rowsPerJob, 1, 10_000_000),
+    partitionIndex: o.partitionIndex === null ? null : stringOption('partitionIndex', o.partitionIndex),
   };
 }
 
@@ -257,11 +266,16 @@ export async function runIngest(input: IngestInput): Promise<RunSummary> {
     source = transientRejects(o.output, keptKeys);
   } else {
     const manifestOptions = resolveManifestOptions({ ...o.manifest, inputs: files });
-    source = readManifests(manifestOptions, state.nextIndex);
     const rows = await countManifestRows(files);
     if (rows !== undefined) total = Math.max(rows - state.nextIndex, 0);
-    if (o.partitions > 1) {
-      source = onlyPartition(source, o.rowsPerJob, o.partitions, o.partition);
+    if (o.partitions <= 1) {
+      source = readManifests(manifestOptions, state.nextIndex);
+    } else {
+      const spec = { rowsPerJob: o.rowsPerJob, partitions: o.partitions, partition: o.partition };
+      if (o.partitionIndex !== null && !(await fs.stat(o.partitionIndex).then(() => true, () => false))) {
+        await writeCursorIndex(manifestOptions, o.rowsPerJob, o.partitionIndex);
+      }
+      source = readPartition(manifestOptions, spec, state.nextIndex, o.partitionIndex ?? undefined);
       if (rows !== undefined) {
         const mine = (n: number) => rowsInPartition(n, o.rowsPerJob, o.partitions, o.partition);
         total = mine(rows) - mine(state.nextIndex);

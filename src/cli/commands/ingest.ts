@@ -52,7 +52,8 @@ export function ingestFlags<T>(y: Argv<T>) {
     .option('wait', { type: 'boolean', default: false, describe: '--queue: wait until the workers have committed every chunk' })
     .option('near-dup-index', { type: 'string', choices: NEAR_DUP_INDEXES, default: DEFAULT_NEAR_DUP_INDEX, describe: '--queue: near-duplicate index bucketed in Redis, or a Redis log plus a local replica per committer (faster, 42 B per kept row in each)' })
     .option('partitions', { type: 'number', default: 1, describe: 'process one of N slices of the manifests (no Redis); then `filip-data merge`' })
-    .option('partition', { type: 'number', default: 0, describe: 'which slice, 0 to N-1 (with --partitions)' });
+    .option('partition', { type: 'number', default: 0, describe: 'which slice, 0 to N-1 (with --partitions)' })
+    .option('partition-index', { type: 'string', describe: 'with --partitions: file of where each block starts, written by the first partition that lacks it, so each partition reads only its own blocks' });
 }
 
 type IngestArgs = ArgumentsCamelCase<Awaited<ReturnType<typeof ingestFlags>['argv']>>;
@@ -97,6 +98,7 @@ export function toIngestInput(a: IngestArgs, inputs: readonly string[]): IngestI
     ...(a.filter ? { filter: toFilterInput(a) } : {}),
     partitions: a.partitions,
     partition: a.partition,
+    partitionIndex: a.partitionIndex ?? null,
     rowsPerJob: a.rowsPerJob,
   };
 }
