@@ -30,6 +30,7 @@ import { loadCheckpoint } from './checkpoint.js';
 import type { LossName } from './config.js';
 import { decodeToSquare, normaliseInto } from './data.js';
 import { tokenwiseSimilarity } from './loss.js';
+import { matMulT } from './wasm-kernels.js';
 import { FilipModel, validateModelConfig, type ModelConfig } from './model.js';
 import { BpeTokenizer, preTokenize } from './tokenizer.js';
 import type { SavedConfig } from './trainer.js';
@@ -282,7 +283,7 @@ export function similarityMatrices(img: ImageCodes, txt: TextCodes, how: 'tokenw
         if (how === 'global') {
           const gi = tf.tensor2d(img.globalData.subarray(i0 * D, i1 * D), [i1 - i0, D]);
           const gt = tf.tensor2d(txt.globalData.subarray(t0 * D, t1 * D), [t1 - t0, D]);
-          const s = tf.matMul(gi, gt, false, true);
+          const s = matMulT(gi, gt, false, true);
           return [s, tf.transpose(s)];
         }
         const patches = tf.tensor3d(img.patchData.subarray(i0 * P * D, i1 * P * D), [i1 - i0, P, D]);
@@ -335,11 +336,15 @@ async function sceneIdsFromShards(dir: string): Promise<Map<string, string>> {
   return ids;
 }
 
-/** The held-out pairs of a shard folder in shard order, each with its demo scene where known. */
-export async function loadHeldOut(shards: string, corpusDir: string | null, limit = 0): Promise<HeldOutPair[]> {
+/**
+ * The held-out pairs of a shard folder in shard order, each with its demo scene where known: from the
+ * corpus in `corpusDir`, or from `extraScenes` (scenes generated outside a corpus, such as the learning
+ * check's single-object ones), matched by the shards' scene_id column.
+ */
+export async function loadHeldOut(shards: string, corpusDir: string | null, limit = 0, extraScenes: readonly DemoScene[] = []): Promise<HeldOutPair[]> {
   const corpus = corpusDir === null ? null : await loadDemoCorpus(corpusDir);
-  const scenes = new Map((corpus?.scenes ?? []).map((s) => [s.id, s]));
-  const byKey = corpus ? await sceneIdsFromShards(shards) : new Map<string, string>();
+  const scenes = new Map([...(corpus?.scenes ?? []), ...extraScenes].map((s) => [s.id, s]));
+  const byKey = corpus || extraScenes.length > 0 ? await sceneIdsFromShards(shards) : new Map<string, string>();
   const pairs: HeldOutPair[] = [];
   for await (const s of streamSamples(shards, { columns: ['caption', 'image'], shuffleShards: false })) {
     let id = byKey.get(s.key);

@@ -5,6 +5,7 @@
 
 import * as tf from '@tensorflow/tfjs-core';
 import { mulberry32 } from '../core/random.js';
+import { matMulT } from './wasm-kernels.js';
 
 /** Creates named trainable variables from one seed, in creation order, and remembers them. */
 export class ParamStore {
@@ -139,7 +140,7 @@ export function selfAttention(x: tf.Tensor, block: Block, bias: tf.Tensor | null
   const headDim = width / heads;
   const split = (t: tf.Tensor): tf.Tensor => tf.transpose(tf.reshape(t, [batch, tokens, heads, headDim]), [0, 2, 1, 3]);
   const [q, k, v] = tf.split(linear(x, block.qkv), 3, 2).map(split) as [tf.Tensor, tf.Tensor, tf.Tensor];
-  let scores = tf.mul(tf.matMul(q, k, false, true), 1 / Math.sqrt(headDim)); // [B, H, N, N]
+  let scores = tf.mul(matMulT(q, k, false, true), 1 / Math.sqrt(headDim)); // [B, H, N, N]
   if (bias) scores = tf.add(scores, bias);
   const attended = tf.matMul(tf.softmax(scores), v); // [B, H, N, headDim]
   const merged = tf.reshape(tf.transpose(attended, [0, 2, 1, 3]), [batch, tokens, width]);

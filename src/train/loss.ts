@@ -22,7 +22,7 @@
 
 import * as tf from '@tensorflow/tfjs-core';
 import { invalid, numberOption } from '../core/options.js';
-import { registerTrainingGradients } from './wasm-kernels.js';
+import { matMulT, registerTrainingGradients } from './wasm-kernels.js';
 
 registerTrainingGradients();
 
@@ -95,7 +95,7 @@ export function tokenwiseSimilarity(
   return tf.tidy(() => {
     const mask = tf.cast(txtMask, 'float32');
     // s[(i,p), (t,r)] for all pairs in one matmul, then [Bi, P, Bt, L]
-    const s = tf.reshape(tf.matMul(tf.reshape(imgPatches, [bi * p, d]), tf.reshape(txtTokens, [bt * l, d]), false, true), [bi, p, bt, l]);
+    const s = tf.reshape(matMulT(tf.reshape(imgPatches, [bi * p, d]), tf.reshape(txtTokens, [bt * l, d]), false, true), [bi, p, bt, l]);
     const sMasked = tf.add(s, tf.reshape(tf.mul(tf.sub(1, mask), PAD_PENALTY), [1, 1, bt, l]));
     const a = tf.max(sMasked, 3); // [Bi, P, Bt]: each patch's best real token of each text
     const b = tf.transpose(tf.max(s, 1), [1, 2, 0]); // [Bt, L, Bi]: each token's best patch of each image
@@ -155,7 +155,7 @@ export function filipLoss(
 /** CLIP's loss: cosine similarity of the global embeddings ([CLS] and [EOS]), both directions. */
 export function clipLoss(imgGlobal: tf.Tensor2D, txtGlobal: tf.Tensor2D, logitScale: tf.Tensor): tf.Scalar {
   return tf.tidy(() => {
-    const sim = tf.matMul(imgGlobal, txtGlobal, false, true) as tf.Tensor2D; // [B, B]
+    const sim = matMulT(imgGlobal, txtGlobal, false, true) as tf.Tensor2D; // [B, B]
     return symmetric(sim, tf.transpose(sim) as tf.Tensor2D, logitScale);
   });
 }

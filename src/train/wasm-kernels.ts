@@ -6,7 +6,15 @@
 //    `registerTrainingGradients()` registers, for exactly the kernels the FILIP model and loss use,
 //    gradients written from the same maths as tfjs's own. A gradient already registered (e.g. by
 //    tfjs-node, which loads the union package) is left alone.
-// 2. WebAssembly kernels. The wasm backend lacks `UnsortedSegmentSum`, which the gradient of `gather`
+// 2. Transposed products. tfjs-backend-wasm 4.22 multiplies a transposed operand (matMul with
+//    transposeA or transposeB) about 10x slower than it multiplies plain ones: 1.5 against 19 GFLOP/s
+//    for [1152,256] x [640,256]^T here, while an explicit transpose costs a few per cent. Training is
+//    made of such products (every weight gradient is x^T dy, FILIP's similarity is patches x tokens^T),
+//    so `matMulT` transposes explicitly, and the gradients below use it. Likewise its comparison ops
+//    and Tile are 25-80x slower with broadcasting than its arithmetic is (equal(x [32,36,32,20],
+//    max [32,36,32,1]) 147 ms, x - max 1.8 ms): the gradients of Max, Sum and Mean below broadcast by
+//    arithmetic (x - max == 0, zeros + dy) instead of equal() against a broadcast or broadcastTo().
+// 3. WebAssembly kernels. The wasm backend lacks `UnsortedSegmentSum`, which the gradient of `gather`
 //    (the token embedding) needs. `registerWasmKernels()` adds it as a JS kernel that reads and
 //    writes the wasm heap directly, so the step never falls back to the slow plain backend.
 
@@ -47,6 +55,27 @@ function unary(kernelName: string, save: 'x' | 'y', grad: (dy: tf.Tensor, saved:
     ...(save === 'x' ? { inputsToSave: ['x'] } : { outputsToSave: [true] }),
     gradFunc: (dy, saved) => ({ x: () => grad(dy as tf.Tensor, (saved as tf.Tensor[])[0]!) }),
   };
+}
+
+/** The last two axes swapped. */
+function swapLast(x: tf.Tensor): tf.Tensor {
+  const perm = x.shape.map((_, i) => i);
+  perm[x.rank - 1] = x.rank - 2;
+  perm[x.rank - 2] = x.rank - 1;
+  return tf.transpose(x, perm);
+}
+
+/**
+ * `tf.matMul(a, b, transposeA, transposeB)` with the transposes made explicit, so that the backend
+ * only ever multiplies plain operands (see the header: 10x faster on wasm).
+ */
+export function matMulT(a: tf.Tensor, b: tf.Tensor, transposeA = false, transposeB = false): tf.Tensor {
+  return tf.matMul(transposeA ? swapLast(a) : a, transposeB ? swapLast(b) : b);
+}
+
+/** `x` broadcast to `shape` by adding it to zeros (the wasm backend's Tile is far slower). */
+function broadcastBy(x: tf.Tensor, shape: number[]): tf.Tensor {
+  return tf.util.arraysEqual(x.shape, shape) ? x : tf.add(tf.zeros(shape, x.dtype), x);
 }
 
 const f32 = (t: tf.Tensor): tf.Tensor => (t.dtype === 'float32' ? t : tf.cast(t, 'float32'));
@@ -101,7 +130,7 @@ const GRADIENTS: tf.GradConfig[] = [
     gradFunc: (dy, saved, attrs) => {
       const x = (saved as tf.Tensor[])[0]!;
       const { axis } = attrs as { axis: number | number[] };
-      return { x: () => tf.broadcastTo(tf.reshape(dy as tf.Tensor, keptShape(x.shape, axis)), x.shape) };
+      return { x: () => broadcastBy(tf.reshape(dy as tf.Tensor, keptShape(x.shape, axis)), x.shape) };
     },
   },
   {
@@ -112,7 +141,7 @@ const GRADIENTS: tf.GradConfig[] = [
       const { axis } = attrs as { axis: number | number[] };
       const kept = keptShape(x.shape, axis);
       const count = x.size / tf.util.sizeFromShape(kept);
-      return { x: () => tf.broadcastTo(tf.reshape(tf.div(dy as tf.Tensor, count), kept), x.shape) };
+      return { x: () => broadcastBy(tf.reshape(tf.div(dy as tf.Tensor, count), kept), x.shape) };
     },
   },
   {
@@ -125,7 +154,7 @@ const GRADIENTS: tf.GradConfig[] = [
       const [x, y] = saved as tf.Tensor[];
       const kept = keptShape(x!.shape, (attrs as { reductionIndices: number | number[] }).reductionIndices);
       return {
-        x: () => tf.mul(tf.reshape(dy as tf.Tensor, kept), f32(tf.equal(x!, tf.reshape(y!, kept)))),
+        x: () => tf.mul(tf.reshape(dy as tf.Tensor, kept), f32(tf.equal(tf.sub(x!, tf.reshape(y!, kept)), 0))),
       };
     },
   },
@@ -149,17 +178,17 @@ const GRADIENTS: tf.GradConfig[] = [
       let da: Grad;
       let db: Grad;
       if (!transposeA && !transposeB) {
-        da = () => tf.matMul(d, b!, false, true);
-        db = () => tf.matMul(a!, d, true, false);
+        da = () => matMulT(d, b!, false, true);
+        db = () => matMulT(a!, d, true, false);
       } else if (!transposeA && transposeB) {
-        da = () => tf.matMul(d, b!, false, false);
-        db = () => tf.matMul(d, a!, true, false);
+        da = () => matMulT(d, b!, false, false);
+        db = () => matMulT(d, a!, true, false);
       } else if (transposeA && !transposeB) {
-        da = () => tf.matMul(b!, d, false, true);
-        db = () => tf.matMul(a!, d, false, false);
+        da = () => matMulT(b!, d, false, true);
+        db = () => matMulT(a!, d, false, false);
       } else {
-        da = () => tf.matMul(b!, d, true, true);
-        db = () => tf.matMul(d, a!, true, true);
+        da = () => matMulT(b!, d, true, true);
+        db = () => matMulT(d, a!, true, true);
       }
       return { a: () => unbroadcast(da(), a!.shape), b: () => unbroadcast(db(), b!.shape) };
     },
