@@ -21,7 +21,7 @@ import { openShardStream } from '../src/data/index.js';
 import { runIngest } from '../src/pipeline/ingest.js';
 import { selectBackend } from '../src/train/backend.js';
 import { listCheckpoints, loadCheckpoint } from '../src/train/checkpoint.js';
-import { resolveTrainOptions, resumeTrainOptions, type TrainOptions } from '../src/train/config.js';
+import { DEFAULT_LR, resolveTrainOptions, resumeTrainOptions, type TrainOptions } from '../src/train/config.js';
 import { BatchLoader, chooseCaption, decodeToSquare, makeBatch, normaliseInto, resolveBatchOptions, type TrainingPair } from '../src/train/data.js';
 import { CLIP_MEAN, CLIP_STD, FilipModel, modelConfig } from '../src/train/model.js';
 import { Optimizer, resolveOptimizerOptions } from '../src/train/optim.js';
@@ -205,6 +205,19 @@ describe('train options', () => {
     assert.equal(o.weightDecay, 0.2);
   });
 
+  test("without --lr each optimiser gets its own rate (LAMB's is relative to each weight's norm); a given rate wins", () => {
+    assert.equal(resolveTrainOptions(base).lr, DEFAULT_LR.lamb);
+    assert.equal(resolveTrainOptions({ ...base, optimizer: 'adamw' }).lr, DEFAULT_LR.adamw);
+    assert.equal(resolveTrainOptions({ ...base, optimizer: 'adamw', lr: 1e-3 }).lr, 1e-3);
+    assert.equal(resolveTrainOptions({ ...base, lr: 2e-3 }).lr, 2e-3);
+    // LAMB moves each decayed matrix by (peak rate) x its norm per update: at batch 32 the default
+    // must be far above the 1.25e-4 of CLIP's 5e-4, at which the tiny model did not leave ln(32).
+    assert.ok(DEFAULT_LR.lamb * Math.sqrt(32 / 512) >= 1e-3);
+    // A resumed run keeps the rate it was trained with, whatever the defaults are now.
+    const saved = resolveTrainOptions({ ...base, lr: 3e-3 });
+    assert.equal(resumeTrainOptions(saved, {}, '/run/ckpt').lr, 3e-3);
+  });
+
   test('on resume, a flag that contradicts the checkpoint is FILIP_ERR_CHECKPOINT naming it; run-time flags may change', () => {
     const saved: TrainOptions = resolveTrainOptions({ ...base, preset: 'tiny', batch: 8, steps: 50 });
     for (const [field, value] of [['preset', 'small'], ['batch', 16], ['steps', 60], ['loss', 'clip'], ['seed', 4]] as const) {
@@ -243,12 +256,12 @@ describe('training', () => {
     }
   });
 
-  test('the tiny model learns: the loss falls well below chance within 30 steps', async () => {
+  test('the tiny model learns with the default optimiser and rate (LAMB): the loss falls well below chance within 30 steps', async () => {
     const out = join(tmp, 'learn');
     const lines: string[] = [];
     const stream = { write: (s: string) => lines.push(s) } as unknown as NodeJS.WritableStream;
     const trainer = new Trainer(
-      { shards, out, batch: 8, steps: 30, lr: 0.01, warmup: 5, backend: 'wasm', augment: 'none', vocabSize: 600, logEvery: 5, saveEvery: 0, shuffleBuffer: 48 },
+      { shards, out, batch: 8, steps: 30, warmup: 5, backend: 'wasm', augment: 'none', vocabSize: 600, logEvery: 5, saveEvery: 0, shuffleBuffer: 48 },
       { stream },
     );
     const r = await trainer.run();

@@ -44,8 +44,8 @@ export interface TrainOptions {
    */
   readonly steps: number;
   /**
-   * Base learning rate; the peak is `lr * sqrt(batch / 512)`.
-   * @default 5e-4
+   * Base learning rate; the peak is `lr * sqrt(batch / 512)`. Given none, `DEFAULT_LR[optimizer]`.
+   * @default 1e-2 for lamb, 4e-3 for adamw
    */
   readonly lr: number;
   /**
@@ -148,11 +148,25 @@ export interface TrainOptions {
 
 export type TrainInput = Partial<TrainOptions> & Pick<TrainOptions, 'shards' | 'out'>;
 
+/**
+ * Base learning rate of each optimiser when none is given. LAMB's rate is not a step size in weight
+ * units: its trust ratio scales each decayed variable's update to `lr x ||w||`, so the rate is the
+ * share of a weight matrix's norm it moves per update. At CLIP's Adam rate of 5e-4 (peak 1.25e-4 at
+ * batch 32) every matrix moved 0.0125% of its norm per update and the tiny model sat at ln(batch) for
+ * 150+ updates; gradients were not the problem (their RMS was ~1e-3, ten times LAMB's eps). At 1e-2
+ * (peak 2.5e-3) it leaves ln(32) after about 60 updates on the demo's shards without augmentation; at
+ * 2e-2 it collapsed (all embeddings alike, gradient norm 0.05): the variables LAMB exempts from the trust
+ * ratio (biases, norms, embeddings) take plain Adam steps of the full rate. AdamW's is the rate the
+ * learning check trains with.
+ */
+export const DEFAULT_LR: Readonly<Record<OptimizerName, number>> = Object.freeze({ lamb: 1e-2, adamw: 4e-3 });
+
 export const DEFAULT_TRAIN_OPTIONS: Omit<TrainOptions, 'shards' | 'out'> = Object.freeze({
   preset: 'tiny' as ModelPreset,
   batch: 32,
   steps: 1000,
-  lr: 5e-4,
+  // The default optimizer's; resolveTrainOptions picks DEFAULT_LR.adamw for AdamW when no lr is given.
+  lr: DEFAULT_LR.lamb,
   minLr: 0,
   warmup: 100,
   optimizer: 'lamb' as OptimizerName,
@@ -208,7 +222,11 @@ function dropUndefined<T extends object>(o: T): Partial<T> {
 export function resolveTrainOptions(input: TrainInput): TrainOptions {
   if (input === null || typeof input !== 'object') throw invalid('train options', 'an object', input);
   rejectUnknownKeys('train', input, KNOWN);
-  const o = { ...DEFAULT_TRAIN_OPTIONS, ...dropUndefined(input) } as TrainOptions;
+  const given = dropUndefined(input);
+  const merged = { ...DEFAULT_TRAIN_OPTIONS, ...given } as TrainOptions;
+  // No rate given: the one that suits the optimiser chosen (LAMB's and AdamW's differ 5x).
+  const o: TrainOptions =
+    given.lr === undefined && Object.hasOwn(DEFAULT_LR, merged.optimizer) ? { ...merged, lr: DEFAULT_LR[merged.optimizer] } : merged;
   const nullableString = (name: string, v: unknown) => (v === null ? null : stringOption(name, v));
   const overrides = o.modelOverrides;
   if (overrides === null || typeof overrides !== 'object' || Array.isArray(overrides)) {
