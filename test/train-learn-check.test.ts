@@ -1,0 +1,151 @@
+// The learning check's own parts (src/train/learn-check.ts): the ambiguity ceiling printed next to the
+// demo scenes' zero-shot figures, the single-object scenes it generates, its options, and a toy-sized
+// run end to end: no held-out scene is trained on, both losses are evaluated on both held-out sets, and
+// the report prints them side by side with the verdicts. (Whether the model learns is
+// test/train-eval.test.ts's and `npm run bench:train`'s concern; this file stays fast.)
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+
+import { FilipError } from '../src/core/errors.js';
+import type { DemoObject } from '../src/demo/scene.js';
+import {
+  formatLearnCheck,
+  learnCheckVerdicts,
+  resolveLearnCheckOptions,
+  runLearnCheck,
+  singleObjectScenes,
+  zeroShotCeiling,
+  type LearnCheckReport,
+} from '../src/train/learn-check.js';
+
+const obj = (shape: DemoObject['shape'], colour: DemoObject['colour']): DemoObject => ({
+  shape,
+  colour,
+  size: 'large',
+  bbox: { x: 0, y: 0, width: 10, height: 10 },
+});
+
+describe('zero-shot ceiling on scenes with several objects', () => {
+  const table: [string, DemoObject[][], number, number][] = [
+    ['one object: the label is certain', [[obj('circle', 'red')]], 1, 1],
+    ['two shapes, one colour', [[obj('circle', 'red'), obj('star', 'red')]], 0.5, 1],
+    ['three objects, two distinct shapes, three colours', [[obj('circle', 'red'), obj('star', 'blue'), obj('circle', 'green')]], 0.5, 1 / 3],
+    ['the mean over scenes', [[obj('circle', 'red')], [obj('circle', 'red'), obj('star', 'blue')]], 0.75, 0.75],
+  ];
+  for (const [name, scenes, shape, colour] of table) {
+    test(name, () => {
+      const s = scenes.map((objects) => ({ objects }));
+      assert.equal(zeroShotCeiling(s, 'shape'), shape);
+      assert.equal(zeroShotCeiling(s, 'colour'), colour);
+    });
+  }
+});
+
+describe('single-object scenes', () => {
+  let a: string;
+  let b: string;
+  before(async () => {
+    a = await mkdtemp(join(tmpdir(), 'filip-singles-'));
+    b = await mkdtemp(join(tmpdir(), 'filip-singles-'));
+  });
+  after(async () => {
+    await rm(a, { recursive: true, force: true });
+    await rm(b, { recursive: true, force: true });
+  });
+
+  test('each has exactly one object, named by its caption; the same seed gives the same scenes', async () => {
+    const first = await singleObjectScenes(a, 3, 6);
+    const again = await singleObjectScenes(b, 3, 6);
+    assert.equal(first.length, 6);
+    assert.deepEqual(again, first);
+    for (const s of first) {
+      assert.equal(s.objects.length, 1, s.id);
+      assert.deepEqual(s.main, s.objects[0]);
+      assert.match(s.description, new RegExp(`\\b${s.main.colour} ${s.main.shape}\\b`), s.description);
+    }
+    const other = await singleObjectScenes(join(b, 'other'), 4, 6);
+    assert.notDeepEqual(other.map((s) => s.description), first.map((s) => s.description));
+  });
+});
+
+describe('options', () => {
+  test('defaults: tiny at 64 px, both losses, single-object scenes on top of the demo corpus', () => {
+    const o = resolveLearnCheckOptions({ out: 'x' });
+    assert.equal(o.preset, 'tiny');
+    assert.equal(o.imageSize, 64);
+    assert.deepEqual(o.losses, ['filip', 'clip']);
+    assert.ok(o.singles > 0);
+  });
+  const bad: [string, Record<string, unknown>, string][] = [
+    ['held-out share of 0', { heldOut: 0 }, 'heldOut'],
+    ['held-out share of 1', { heldOut: 1 }, 'heldOut'],
+    ['no losses', { losses: [] }, 'losses'],
+    ['an unknown loss', { losses: ['siglip'] }, 'losses'],
+    ['negative single-object scenes', { singles: -1 }, 'singles'],
+    ['too few demo scenes', { scenes: 10 }, 'scenes'],
+    ['an unknown key', { epochs: 3 }, 'epochs'],
+  ];
+  for (const [what, input, field] of bad) {
+    test(`rejects ${what}`, () => {
+      assert.throws(
+        () => resolveLearnCheckOptions({ out: 'x', ...input } as never),
+        (e: unknown) => e instanceof FilipError && e.code === 'FILIP_ERR_INVALID_OPTION' && e.field === field,
+      );
+    });
+  }
+});
+
+describe('a toy-sized run end to end', () => {
+  let dir: string;
+  let report: LearnCheckReport;
+
+  before(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'filip-learn-toy-'));
+    report = await runLearnCheck({ out: dir, scenes: 30, singles: 16, steps: 2, batch: 4, warmup: 1, imageSize: 16, backend: 'wasm' });
+  });
+  after(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  const ids = async (name: string) =>
+    (await readFile(join(dir, `${name}.tsv`), 'utf8'))
+      .trim()
+      .split('\n')
+      .slice(1)
+      .map((line) => line.split('\t')[2]!);
+
+  test('no held-out scene is in the training manifest', async () => {
+    const train = new Set(await ids('train'));
+    const held = [...(await ids('heldout')), ...(await ids('heldout-singles'))];
+    assert.equal(train.size, report.trainScenes + report.trainSingles);
+    assert.equal(held.length, report.heldOutScenes + report.heldOutSingles);
+    for (const id of held) assert.ok(!train.has(id), `${id} is both held out and trained on`);
+    assert.equal(report.heldOutSingles, 4);
+    assert.equal(report.trainSingles, 12);
+  });
+
+  test('both losses are trained the same number of steps and evaluated on both held-out sets', () => {
+    assert.deepEqual(report.runs.map((r) => r.loss), ['filip', 'clip']);
+    for (const run of report.runs) {
+      assert.equal(run.train.step, 2);
+      assert.equal(run.eval.pairs, report.heldOutScenes);
+      assert.equal(run.singles?.pairs, report.heldOutSingles);
+      assert.deepEqual(run.singles?.zeroShot.map((z) => z.task), ['shape', 'colour']);
+    }
+    assert.equal(report.runs[0]!.eval.similarity, 'tokenwise');
+    assert.equal(report.runs[1]!.eval.similarity, 'global');
+  });
+
+  test('the report prints both columns, the ceiling and one verdict per claim', () => {
+    const text = formatLearnCheck(report);
+    assert.match(text, /^\s+filip\s+clip$/m);
+    assert.match(text, /single-object held-out scenes \(4\)/);
+    assert.match(text, /ceiling \d+\.\d%/);
+    const verdicts = learnCheckVerdicts(report);
+    assert.equal(verdicts.length, 3);
+    for (const v of verdicts) assert.ok(text.includes(v.claim));
+  });
+});
