@@ -10,7 +10,7 @@ import type { Argv } from 'yargs';
 import { FilipError } from '../../core/errors.js';
 import { PROGRESS_MODES } from '../../pipeline/progress.js';
 import { BACKEND_CHOICES } from '../../train/backend.js';
-import { AUGMENT_CHOICES, DEFAULT_TRAIN_OPTIONS as D, LOSS_NAMES, type TrainOptions } from '../../train/config.js';
+import { AUGMENT_CHOICES, DEFAULT_LR, DEFAULT_TRAIN_OPTIONS as D, LOSS_NAMES, type TrainOptions } from '../../train/config.js';
 import { MODEL_PRESETS } from '../../train/model.js';
 import { OPTIMIZER_NAMES } from '../../train/optim.js';
 import { Trainer } from '../../train/trainer.js';
@@ -54,7 +54,7 @@ export const trainCommand = {
       .option('preset', { type: 'string', choices: MODEL_PRESETS, describe: `model size ${d(D.preset)}` })
       .option('batch', { type: 'number', describe: `pairs per step ${d(D.batch)}` })
       .option('steps', { type: 'number', describe: `updates in the run ${d(D.steps)}` })
-      .option('lr', { type: 'number', describe: `base learning rate; peak = lr * sqrt(batch / 512) ${d(D.lr)}` })
+      .option('lr', { type: 'number', describe: `base learning rate; peak = lr * sqrt(batch / 512) (default ${DEFAULT_LR.lamb} for lamb, ${DEFAULT_LR.adamw} for adamw)` })
       .option('min-lr', { type: 'number', describe: `learning rate at the end of the cosine ${d(D.minLr)}` })
       .option('warmup', { type: 'number', describe: `updates of linear warm-up ${d(D.warmup)}` })
       .option('optimizer', { type: 'string', choices: OPTIMIZER_NAMES, describe: d(D.optimizer) })
