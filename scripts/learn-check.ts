@@ -2,6 +2,7 @@
 // figures side by side. Exits 1 when one of the check's claims does not hold.
 //   tsx scripts/learn-check.ts [--out DIR] [--steps N] [--scenes N] [--singles N] [--batch N] [--lr X]
 //                              [--warmup N] [--seed N] [--image-size PX] [--backend B]
+//                              [--single-captions short|scene] [--losses filip,clip] [--topk K]
 import { formatLearnCheck, learnCheckVerdicts, runLearnCheck, type LearnCheckInput } from '../src/train/learn-check.js';
 
 function arg(name: string): string | undefined {
@@ -17,10 +18,13 @@ const input: LearnCheckInput = {
   singles: num('singles'),
   batch: num('batch'),
   lr: num('lr'),
+  topk: num('topk'),
   warmup: num('warmup'),
   seed: num('seed'),
   imageSize: num('image-size'),
   backend: arg('backend') as LearnCheckInput['backend'],
+  singleCaptions: arg('single-captions') as LearnCheckInput['singleCaptions'],
+  losses: arg('losses')?.split(',') as LearnCheckInput['losses'],
 };
 const cpu = process.cpuUsage();
 const report = await runLearnCheck(input, (line) => console.log(line));

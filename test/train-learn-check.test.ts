@@ -16,6 +16,7 @@ import {
   learnCheckVerdicts,
   resolveLearnCheckOptions,
   runLearnCheck,
+  shortCaption,
   singleObjectScenes,
   zeroShotCeiling,
   type LearnCheckReport,
@@ -29,15 +30,21 @@ const obj = (shape: DemoObject['shape'], colour: DemoObject['colour']): DemoObje
 });
 
 describe('zero-shot ceiling on scenes with several objects', () => {
-  const table: [string, DemoObject[][], number, number][] = [
+  // Square 100x100 scenes unless given: the centre crop keeps all of them.
+  const at = (o: DemoObject, x: number): DemoObject => ({ ...o, bbox: { ...o.bbox, x } });
+  const table: [string, DemoObject[][], number, number, number?][] = [
     ['one object: the label is certain', [[obj('circle', 'red')]], 1, 1],
     ['two shapes, one colour', [[obj('circle', 'red'), obj('star', 'red')]], 0.5, 1],
     ['three objects, two distinct shapes, three colours', [[obj('circle', 'red'), obj('star', 'blue'), obj('circle', 'green')]], 0.5, 1 / 3],
     ['the mean over scenes', [[obj('circle', 'red')], [obj('circle', 'red'), obj('star', 'blue')]], 0.75, 0.75],
+    // 200x100: the crop keeps x in [50, 150]
+    ['a second object cut off by the centre crop is not seen', [[at(obj('circle', 'red'), 95), at(obj('star', 'blue'), 180)]], 1, 1, 200],
+    ['a main object cut off scores chance (5 shapes, 6 colours)', [[at(obj('circle', 'red'), 0), at(obj('star', 'blue'), 95)]], 1 / 5, 1 / 6, 200],
   ];
-  for (const [name, scenes, shape, colour] of table) {
+  for (const [name, scenes, shape, colour, width = 100] of table) {
     test(name, () => {
-      const s = scenes.map((objects) => ({ objects }));
+      // through JSON, as the corpus is read back: `main` is then a copy of objects[0], not the same object
+      const s = JSON.parse(JSON.stringify(scenes.map((objects) => ({ objects, main: objects[0]!, width, height: 100 }))));
       assert.equal(zeroShotCeiling(s, 'shape'), shape);
       assert.equal(zeroShotCeiling(s, 'colour'), colour);
     });
@@ -63,12 +70,33 @@ describe('single-object scenes', () => {
     assert.deepEqual(again, first);
     for (const s of first) {
       assert.equal(s.objects.length, 1, s.id);
+      // square, so the trainer's centre crop keeps the whole picture and the object in it
+      assert.equal(s.width, s.height, s.id);
       assert.deepEqual(s.main, s.objects[0]);
       assert.match(s.description, new RegExp(`\\b${s.main.colour} ${s.main.shape}\\b`), s.description);
     }
     const other = await singleObjectScenes(join(b, 'other'), 4, 6);
     assert.notDeepEqual(other.map((s) => s.description), first.map((s) => s.description));
   });
+});
+
+describe('short captions of the single-object training scenes', () => {
+  const table: ['shape' | 'colour-shape', DemoObject['colour'], DemoObject['shape'], string][] = [
+    ['shape', 'red', 'circle', 'a circle'],
+    ['shape', 'green', 'triangle', 'a triangle'],
+    ['colour-shape', 'red', 'circle', 'a red circle'],
+    ['colour-shape', 'orange', 'star', 'an orange star'],
+    ['colour-shape', 'purple', 'diamond', 'a purple diamond'],
+  ];
+  for (const [style, colour, shape, caption] of table) {
+    test(`${style}, ${colour} ${shape}: "${caption}", the scene otherwise unchanged`, () => {
+      const main = obj(shape, colour);
+      const scene = { id: 'x1', file: 'images/x1.png', format: 'png', width: 300, height: 300, background: 'white', objects: [main], main, description: `a small ${colour} ${shape} in the top left corner` };
+      const short = shortCaption(scene as never, style);
+      assert.equal(short.description, caption);
+      assert.deepEqual({ ...short, description: scene.description }, scene);
+    });
+  }
 });
 
 describe('options', () => {
@@ -85,6 +113,9 @@ describe('options', () => {
     ['no losses', { losses: [] }, 'losses'],
     ['an unknown loss', { losses: ['siglip'] }, 'losses'],
     ['negative single-object scenes', { singles: -1 }, 'singles'],
+    ['an unknown caption style', { singleCaptions: 'long' }, 'singleCaptions'],
+    ['a token share of 0', { topk: 0 }, 'topk'],
+    ['a token share above 1', { topk: 1.5 }, 'topk'],
     ['too few demo scenes', { scenes: 10 }, 'scenes'],
     ['an unknown key', { epochs: 3 }, 'epochs'],
   ];
@@ -125,6 +156,16 @@ describe('a toy-sized run end to end', () => {
     for (const id of held) assert.ok(!train.has(id), `${id} is both held out and trained on`);
     assert.equal(report.heldOutSingles, 4);
     assert.equal(report.trainSingles, 12);
+  });
+
+  test('single-object training scenes are captioned by their shape alone (the default); held-out ones keep the scene caption', async () => {
+    const captions = async (name: string) =>
+      (await readFile(join(dir, `${name}.tsv`), 'utf8')).trim().split('\n').slice(1).map((line) => ({ caption: line.split('\t')[1]!, id: line.split('\t')[2]! }));
+    const singlesTrained = (await captions('train')).filter((r) => r.id.startsWith('x'));
+    assert.equal(singlesTrained.length, report.trainSingles);
+    for (const r of singlesTrained) assert.match(r.caption, /^an? (circle|square|triangle|star|diamond)$/, r.id);
+    const held = await captions('heldout-singles');
+    assert.ok(held.every((r) => r.caption.split(' ').length > 3), 'held-out single-object scenes keep their full captions');
   });
 
   test('both losses are trained the same number of steps and evaluated on both held-out sets', () => {
