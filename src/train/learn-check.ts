@@ -22,9 +22,10 @@
 //   random batches of 32 demo captions, 0.08% of captions differ from another one of their batch only
 //   in shape words: colours, sizes, positions, relations and backgrounds already tell them apart; with
 //   the generator's single-object captions ("a small red circle in the top left corner") it is 2.6%.
-//   So the single-object TRAINING scenes are captioned by colour and shape only ("a red circle"):
-//   two of them that share a colour differ by the shape word alone. Held-out scenes keep the
-//   generator's captions.
+//   So the single-object TRAINING scenes are captioned by their shape alone ("a circle"; colour words
+//   come from the demo scenes); held-out scenes keep the generator's captions. Naming the colour too
+//   ("a red circle", `singleCaptions: 'colour-shape'`) measured worse: colour then tells most pairs
+//   apart again. Shape still stays near chance at this budget (ARCHITECTURE.md, "The trainer").
 // - Visibility: at 48 px (6x6 patches of 8 px) a small object is 8-11 px, one or two patches; the check
 //   runs at 64 px (8x8 patches), where it is 10-15 px.
 //
