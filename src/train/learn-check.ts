@@ -66,7 +66,8 @@ export interface LearnCheckOptions {
   /**
    * Captions of the single-object TRAINING scenes: 'shape' names only the shape ("a circle"),
    * 'colour-shape' the colour and the shape ("a red circle"), 'scene' keeps the generator's caption ("a
-   * small red circle in the top left corner"). The held-out scenes keep the generator's captions.
+   * small red circle in the top left corner"), 'mixed' the first two by turns. The held-out scenes keep
+   * the generator's captions.
    * @default 'shape'
    */
   readonly singleCaptions: SingleCaptions;
@@ -137,7 +138,7 @@ export interface LearnCheckOptions {
   readonly backend: BackendChoice;
 }
 
-export const SINGLE_CAPTIONS = ['shape', 'colour-shape', 'scene'] as const;
+export const SINGLE_CAPTIONS = ['shape', 'colour-shape', 'mixed', 'scene'] as const;
 export type SingleCaptions = (typeof SINGLE_CAPTIONS)[number];
 
 export type LearnCheckInput = Partial<LearnCheckOptions> & Pick<LearnCheckOptions, 'out'>;
@@ -312,7 +313,7 @@ export async function singleObjectScenes(dir: string, seed: number, count: numbe
  * The scene with its caption cut down to its object's shape ("a circle") or its colour and shape
  * ("a red circle").
  */
-export function shortCaption(scene: DemoScene, style: Exclude<SingleCaptions, 'scene'>): DemoScene {
+export function shortCaption(scene: DemoScene, style: 'shape' | 'colour-shape'): DemoScene {
   const words = style === 'shape' ? scene.main.shape : `${scene.main.colour} ${scene.main.shape}`;
   return { ...scene, description: `${/^[aeiou]/.test(words) ? 'an' : 'a'} ${words}` };
 }
@@ -353,7 +354,10 @@ export async function runLearnCheck(input: LearnCheckInput, log: (line: string) 
   const inCorpus = (list: readonly DemoScene[]) => list.map((scene) => ({ dir: corpusDir, scene }));
   const inSingles = (list: readonly DemoScene[]) => list.map((scene) => ({ dir: singlesDir, scene }));
   const style = o.singleCaptions;
-  const trainSingles = style === 'scene' ? singles.train : singles.train.map((scene) => shortCaption(scene, style));
+  const trainSingles =
+    style === 'scene'
+      ? singles.train
+      : singles.train.map((scene, i) => shortCaption(scene, style === 'mixed' ? (i % 2 === 0 ? 'shape' : 'colour-shape') : style));
   const sets = {
     // Interleaved, so that every shard (and so every batch) mixes both kinds of scene.
     train: split([...inCorpus(demo.train), ...inSingles(trainSingles)], 0, o.seed ^ 0x7a1).train,
