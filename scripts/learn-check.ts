@@ -2,7 +2,7 @@
 // figures side by side. Exits 1 when one of the check's claims does not hold.
 //   tsx scripts/learn-check.ts [--out DIR] [--steps N] [--scenes N] [--singles N] [--batch N] [--lr X]
 //                              [--warmup N] [--seed N] [--image-size PX] [--backend B]
-//                              [--single-captions short|scene] [--losses filip,clip] [--topk K]
+//                              [--single-captions shape|colour-shape|mixed|scene] [--losses filip,clip] [--topk K]
 import { formatLearnCheck, learnCheckVerdicts, runLearnCheck, type LearnCheckInput } from '../src/train/learn-check.js';
 
 function arg(name: string): string | undefined {
