@@ -187,6 +187,8 @@ describe('train options', () => {
     ['a vocabulary under the byte alphabet', { vocabSize: 300 }, 'vocabSize'],
     ['a floor above the peak', { lr: 1e-4, minLr: 1 }, 'minLr'],
     ['an unknown key', { epochs: 3 }, 'epochs'],
+    ['--init together with --resume', { init: '/a', resume: '/b' }, 'init'],
+    ['a tokenizer file together with --init (the weights bring theirs)', { init: '/a', tokenizer: '/t.txt' }, 'tokenizer'],
   ];
   for (const [what, input, field] of bad) {
     test(`rejects ${what}`, () => {
@@ -279,6 +281,41 @@ describe('training', () => {
     const ckpt = await loadCheckpoint<{ model: { preset: string; text: { vocabSize: number } } }>(out);
     assert.equal(ckpt.config.model.preset, 'tiny');
     assert.equal(BpeTokenizer.fromJSON(ckpt.tokenizer).vocabSize, ckpt.config.model.text.vocabSize);
+  });
+
+  test("--init starts from another run's weights, model and tokenizer, with its own schedule and optimiser", async () => {
+    const from = join(tmp, 'learn'); // the run of the test above: 30 steps, loss well below chance
+    const source = await loadCheckpoint<{ model: unknown }>(from);
+    const quiet = { stream: { write: () => true } as unknown as NodeJS.WritableStream };
+    // lr 0: the weights cannot move, so what the run starts from is what its checkpoint holds.
+    const frozen = { shards, batch: 8, steps: 3, warmup: 0, lr: 0, optimizer: 'adamw' as const, weightDecay: 0, backend: 'wasm' as const, augment: 'none' as const, saveEvery: 0, shuffleBuffer: 48 };
+    const init = await new Trainer({ ...frozen, out: join(tmp, 'init'), init: from }, quiet).run();
+    const fresh = await new Trainer({ ...frozen, out: join(tmp, 'fresh'), vocabSize: 600 }, quiet).run();
+    const chance = Math.log(8);
+    assert.equal(init.startStep, 0, 'a new schedule: steps count from 1');
+    assert.equal(init.step, 3);
+    const mean = (xs: readonly number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
+    assert.ok(mean(init.losses) < chance - 0.5, `from the trained weights: ${init.losses.map((l) => l.toFixed(3))}`);
+    assert.ok(Math.abs(mean(fresh.losses) - chance) < 0.3, `from seeded random weights: ${fresh.losses.map((l) => l.toFixed(3))}`);
+    const got = await loadCheckpoint<{ model: unknown }>(join(tmp, 'init'));
+    assert.deepEqual(got.config.model, source.config.model);
+    assert.deepEqual(got.tokenizer, source.tokenizer);
+    assert.deepEqual(
+      got.weights.map((w) => [w.name, [...w.data]]),
+      source.weights.map((w) => [w.name, [...w.data]]),
+    );
+    await assert.rejects(
+      new Trainer({ ...frozen, out: join(tmp, 'init-small'), init: from, preset: 'small' }, quiet).run(),
+      (e: unknown) => e instanceof FilipError && e.code === 'FILIP_ERR_CHECKPOINT' && e.field === 'preset',
+    );
+    await assert.rejects(
+      new Trainer({ ...frozen, out: join(tmp, 'init-96'), init: from, modelOverrides: { imageSize: 96 } }, quiet).run(),
+      (e: unknown) => e instanceof FilipError && e.code === 'FILIP_ERR_CHECKPOINT' && e.field === 'modelOverrides',
+    );
+    await assert.rejects(
+      new Trainer({ ...frozen, out: join(tmp, 'init-none'), init: join(tmp, 'img') }, quiet).run(),
+      (e: unknown) => e instanceof FilipError && e.code === 'FILIP_ERR_CHECKPOINT',
+    );
   });
 });
 

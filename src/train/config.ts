@@ -115,6 +115,14 @@ export interface TrainOptions {
    */
   readonly resume: string | null;
   /**
+   * A run folder or checkpoint folder whose weights this run starts from (fine-tuning, or a curriculum
+   * of stages: open_clip's `--pretrained`), with a new schedule, a fresh optimiser and this run's data.
+   * The model's shape and its tokenizer come from that checkpoint. Not together with `resume`. null
+   * starts from seeded random weights.
+   * @default null
+   */
+  readonly init: string | null;
+  /**
    * Seeds the weights, the data order, augmentation and caption choice.
    * @default 0
    */
@@ -180,6 +188,7 @@ export const DEFAULT_TRAIN_OPTIONS: Omit<TrainOptions, 'shards' | 'out'> = Objec
   saveEvery: 500,
   keepCheckpoints: 2,
   resume: null,
+  init: null,
   seed: 0,
   logEvery: 10,
   augment: 'imagenet' as AugmentChoice,
@@ -255,6 +264,7 @@ export function resolveTrainOptions(input: TrainInput): TrainOptions {
     saveEvery: intOption('saveEvery', o.saveEvery, 0),
     keepCheckpoints: intOption('keepCheckpoints', o.keepCheckpoints, 0),
     resume: nullableString('resume', o.resume),
+    init: nullableString('init', o.init),
     seed: intOption('seed', o.seed, 0, 0xffffffff),
     logEvery: intOption('logEvery', o.logEvery, 1),
     augment: choiceOption('augment', o.augment, AUGMENT_CHOICES),
@@ -262,6 +272,8 @@ export function resolveTrainOptions(input: TrainInput): TrainOptions {
     progress: choiceOption('progress', o.progress, Object.keys(PROGRESS_MODES) as ProgressMode[]),
     modelOverrides: Object.freeze({ ...overrides }),
   };
+  if (resolved.init !== null && resolved.resume !== null) throw invalid('init', 'left out with --resume (a resumed run has its weights)', resolved.init);
+  if (resolved.init !== null && resolved.tokenizer !== null) throw invalid('tokenizer', 'left out with --init (the tokenizer comes with the weights)', resolved.tokenizer);
   if (resolved.topk === 0) throw invalid('topk', 'a number above 0 and at most 1', resolved.topk);
   const peak = peakLearningRate(resolved.lr, resolved.batch);
   if (resolved.minLr > peak) throw invalid('minLr', `at most the peak rate lr * sqrt(batch / 512) = ${peak}`, resolved.minLr);
@@ -288,7 +300,8 @@ export function resumeTrainOptions(saved: TrainOptions, given: Partial<TrainOpti
     }
   }
   // Options added after the checkpoint was written take their defaults.
-  return resolveTrainOptions({ ...DEFAULT_TRAIN_OPTIONS, ...pickKnown(saved), ...explicit } as TrainInput);
+  // The weights a run started from (init) are in the checkpoint now.
+  return resolveTrainOptions({ ...DEFAULT_TRAIN_OPTIONS, ...pickKnown(saved), init: null, ...explicit } as TrainInput);
 }
 
 function pickKnown(o: object): Partial<TrainOptions> {

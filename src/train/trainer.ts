@@ -114,6 +114,27 @@ export class Trainer {
     } else {
       options = resolveTrainOptions(this.#given as TrainInput);
     }
+    // --init: another run's weights, model shape and tokenizer; everything else is this run's.
+    let init: (Checkpoint<SavedConfig> & { path: string }) | undefined;
+    if (!checkpoint && options.init !== null) {
+      init = await loadCheckpoint<SavedConfig>(options.init);
+      const saved = init.config;
+      if (!saved || typeof saved !== 'object' || !saved.model) {
+        throw new FilipError('FILIP_ERR_CHECKPOINT', 'the checkpoint has no model config', { file: init.path, field: 'config' });
+      }
+      model = validateModelConfig(saved.model);
+      const given = this.#given as Partial<TrainOptions>;
+      if (given.preset !== undefined && given.preset !== model.preset) {
+        throw new FilipError('FILIP_ERR_CHECKPOINT', `the weights of --init are a ${model.preset} model, this run asks for ${given.preset}`, { file: init.path, field: 'preset' });
+      }
+      const actual: Record<string, number> = { imageSize: model.imageSize, vocabSize: model.text.vocabSize, contextLength: model.text.contextLength };
+      for (const [key, value] of Object.entries(given.modelOverrides ?? {})) {
+        if (actual[key] !== value) {
+          throw new FilipError('FILIP_ERR_CHECKPOINT', `the weights of --init have ${key} ${actual[key]}, this run asks for ${value}`, { file: init.path, field: 'modelOverrides' });
+        }
+      }
+      options = Object.freeze({ ...options, preset: model.preset as TrainOptions['preset'] });
+    }
     await mkdir(options.out, { recursive: true });
 
     // ---- backend ----
@@ -123,6 +144,7 @@ export class Trainer {
     // ---- tokenizer: from the checkpoint, a merges file, or learned from the shards' captions ----
     let tokenizer: BpeTokenizer;
     if (checkpoint) tokenizer = BpeTokenizer.fromJSON(checkpoint.tokenizer);
+    else if (init) tokenizer = BpeTokenizer.fromJSON(init.tokenizer);
     else if (options.tokenizer) tokenizer = await BpeTokenizer.fromMergesFile(options.tokenizer);
     else tokenizer = await this.#learnTokenizer(options, write);
 
@@ -151,6 +173,10 @@ export class Trainer {
       await trimLog(join(options.out, TRAIN_LOG), step);
       write(`resuming from ${checkpoint.path} at step ${step}`);
     } else {
+      if (init) {
+        restoreWeights(net, init.weights);
+        write(`weights from ${init.path} (step ${init.step} of that run); new schedule and optimiser`);
+      }
       await writeFile(join(options.out, TRAIN_LOG), '');
     }
     const saved: SavedConfig = { model, train: options };

@@ -35,6 +35,7 @@ interface TrainArgs {
   saveEvery?: number;
   keep?: number;
   resume?: string;
+  init?: string;
   seed?: number;
   logEvery?: number;
   augment?: string;
@@ -68,6 +69,7 @@ export const trainCommand = {
       .option('save-every', { type: 'number', describe: `checkpoint every N updates, 0 = only at the end and on SIGINT ${d(D.saveEvery)}` })
       .option('keep', { type: 'number', describe: `newest checkpoints kept, 0 = all ${d(D.keepCheckpoints)}` })
       .option('resume', { type: 'string', describe: 'run folder or checkpoint folder to continue from' })
+      .option('init', { type: 'string', describe: "start from this run's or checkpoint's weights (and its model and tokenizer), with a new schedule and optimiser" })
       .option('seed', { type: 'number', describe: d(D.seed) })
       .option('log-every', { type: 'number', describe: `log line every N updates ${d(D.logEvery)}` })
       .option('augment', { type: 'string', choices: AUGMENT_CHOICES, describe: `AutoAugment policy applied online ${d(D.augment)}` })
@@ -100,6 +102,7 @@ export const trainCommand = {
       saveEvery: a.saveEvery,
       keepCheckpoints: a.keep,
       resume: a.resume,
+      init: a.init,
       seed: a.seed,
       logEvery: a.logEvery,
       augment: a.augment as TrainOptions['augment'] | undefined,
