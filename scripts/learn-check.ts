@@ -3,6 +3,7 @@
 //   tsx scripts/learn-check.ts [--out DIR] [--steps N] [--scenes N] [--singles N] [--batch N] [--lr X]
 //                              [--warmup N] [--seed N] [--image-size PX] [--backend B]
 //                              [--single-captions shape|colour-shape|mixed|scene] [--losses filip,clip] [--topk K]
+//                              [--batches random|same-colour] [--shape-first STEPS]
 import { formatLearnCheck, learnCheckVerdicts, runLearnCheck, type LearnCheckInput } from '../src/train/learn-check.js';
 
 function arg(name: string): string | undefined {
@@ -24,6 +25,8 @@ const input: LearnCheckInput = {
   imageSize: num('image-size'),
   backend: arg('backend') as LearnCheckInput['backend'],
   singleCaptions: arg('single-captions') as LearnCheckInput['singleCaptions'],
+  batches: arg('batches') as LearnCheckInput['batches'],
+  shapeFirst: num('shape-first'),
   losses: arg('losses')?.split(',') as LearnCheckInput['losses'],
 };
 const cpu = process.cpuUsage();

@@ -10,12 +10,14 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 
 import { FilipError } from '../src/core/errors.js';
+import { loadCheckpoint } from '../src/train/checkpoint.js';
 import type { DemoObject } from '../src/demo/scene.js';
 import {
   formatLearnCheck,
   learnCheckVerdicts,
   resolveLearnCheckOptions,
   runLearnCheck,
+  sameColourBatches,
   shortCaption,
   singleObjectScenes,
   zeroShotCeiling,
@@ -81,9 +83,11 @@ describe('single-object scenes', () => {
 });
 
 describe('short captions of the single-object training scenes', () => {
-  const table: ['shape' | 'colour-shape', DemoObject['colour'], DemoObject['shape'], string][] = [
+  const table: ['shape' | 'colour' | 'colour-shape', DemoObject['colour'], DemoObject['shape'], string][] = [
     ['shape', 'red', 'circle', 'a circle'],
     ['shape', 'green', 'triangle', 'a triangle'],
+    ['colour', 'red', 'circle', 'a red object'],
+    ['colour', 'orange', 'star', 'an orange object'],
     ['colour-shape', 'red', 'circle', 'a red circle'],
     ['colour-shape', 'orange', 'star', 'an orange star'],
     ['colour-shape', 'purple', 'diamond', 'a purple diamond'],
@@ -99,13 +103,47 @@ describe('short captions of the single-object training scenes', () => {
   }
 });
 
+describe('same-colour batches', () => {
+  const colours: DemoObject['colour'][] = ['red', 'green', 'blue'];
+  const shapes: DemoObject['shape'][] = ['circle', 'square', 'star', 'triangle', 'diamond'];
+  const item = (id: string, o: DemoObject) => ({ id, scene: { objects: [o], main: o } as never });
+  // 3 colours x 11 singles (2 whole batches of 4 each, 3 left over), 10 demo scenes
+  const singles = colours.flatMap((c, ci) => Array.from({ length: 11 }, (_, i) => item(`x${ci}-${i}`, obj(shapes[i % 5]!, c))));
+  const demo = Array.from({ length: 10 }, (_, i) => item(`d${i}`, obj(shapes[i % 5]!, colours[i % 3]!)));
+  const b = sameColourBatches(demo, singles, 4, 7);
+  const batches = Array.from({ length: b.rows.length / 4 }, (_, i) => b.rows.slice(4 * i, 4 * i + 4));
+
+  test('whole batches only; every scene at most once; what is left out is counted', () => {
+    assert.equal(b.rows.length % 4, 0);
+    assert.equal(b.batches, batches.length);
+    assert.equal(new Set(b.rows.map((r) => r.id)).size, b.rows.length);
+    assert.equal(b.rows.length + b.dropped, demo.length + singles.length);
+    assert.ok(b.dropped < 4);
+  });
+  test('each colour gives its whole batches of single-object scenes; the rest go into mixed batches with the demo scenes', () => {
+    assert.equal(b.sameColour, 6);
+    const oneColour = batches.filter((batch) => batch.every((r) => r.id.startsWith('x')) && new Set(batch.map((r) => (r.scene as { main: DemoObject }).main.colour)).size === 1);
+    assert.ok(oneColour.length >= 6);
+    for (const batch of batches.filter((x) => x.some((r) => r.id.startsWith('d')))) {
+      assert.ok(!oneColour.includes(batch));
+    }
+  });
+  test('seeded: the same seed gives the same order, another seed another', () => {
+    assert.deepEqual(sameColourBatches(demo, singles, 4, 7).rows.map((r) => r.id), b.rows.map((r) => r.id));
+    assert.notDeepEqual(sameColourBatches(demo, singles, 4, 8).rows.map((r) => r.id), b.rows.map((r) => r.id));
+  });
+});
+
 describe('options', () => {
-  test('defaults: tiny at 64 px, both losses, single-object scenes on top of the demo corpus', () => {
+  test('defaults: tiny at 64 px, both losses, single-object scenes on top of the demo corpus, shape first', () => {
     const o = resolveLearnCheckOptions({ out: 'x' });
     assert.equal(o.preset, 'tiny');
     assert.equal(o.imageSize, 64);
     assert.deepEqual(o.losses, ['filip', 'clip']);
     assert.ok(o.singles > 0);
+    assert.ok(o.shapeFirst > 0, 'the curriculum is on');
+    assert.equal(o.singleCaptions, 'colour-shape');
+    assert.equal(o.batches, 'random');
   });
   const bad: [string, Record<string, unknown>, string][] = [
     ['held-out share of 0', { heldOut: 0 }, 'heldOut'],
@@ -114,6 +152,8 @@ describe('options', () => {
     ['an unknown loss', { losses: ['siglip'] }, 'losses'],
     ['negative single-object scenes', { singles: -1 }, 'singles'],
     ['an unknown caption style', { singleCaptions: 'long' }, 'singleCaptions'],
+    ['an unknown batch order', { batches: 'sorted' }, 'batches'],
+    ['a shape-first stage without single-object scenes', { singles: 0 }, 'shapeFirst'],
     ['a token share of 0', { topk: 0 }, 'topk'],
     ['a token share above 1', { topk: 1.5 }, 'topk'],
     ['too few demo scenes', { scenes: 10 }, 'scenes'],
@@ -135,7 +175,7 @@ describe('a toy-sized run end to end', () => {
 
   before(async () => {
     dir = await mkdtemp(join(tmpdir(), 'filip-learn-toy-'));
-    report = await runLearnCheck({ out: dir, scenes: 30, singles: 16, steps: 2, batch: 4, warmup: 1, imageSize: 16, backend: 'wasm' });
+    report = await runLearnCheck({ out: dir, scenes: 30, singles: 16, shapeFirst: 2, steps: 2, batch: 4, warmup: 1, imageSize: 16, backend: 'wasm' });
   });
   after(async () => {
     await rm(dir, { recursive: true, force: true });
@@ -158,20 +198,28 @@ describe('a toy-sized run end to end', () => {
     assert.equal(report.trainSingles, 12);
   });
 
-  test('single-object training scenes are captioned by their shape alone (the default); held-out ones keep the scene caption', async () => {
+  test('stage 1 trains the single-object scenes captioned by shape alone, stage 2 everything with colour and shape (the defaults); held-out ones keep the scene caption', async () => {
     const captions = async (name: string) =>
       (await readFile(join(dir, `${name}.tsv`), 'utf8')).trim().split('\n').slice(1).map((line) => ({ caption: line.split('\t')[1]!, id: line.split('\t')[2]! }));
+    const stageOne = await captions('shape-first');
+    assert.equal(stageOne.length, report.trainSingles);
+    for (const r of stageOne) assert.match(r.caption, /^an? (circle|square|triangle|star|diamond)$/, r.id);
     const singlesTrained = (await captions('train')).filter((r) => r.id.startsWith('x'));
-    assert.equal(singlesTrained.length, report.trainSingles);
-    for (const r of singlesTrained) assert.match(r.caption, /^an? (circle|square|triangle|star|diamond)$/, r.id);
+    assert.deepEqual(singlesTrained.map((r) => r.id).sort(), stageOne.map((r) => r.id).sort());
+    for (const r of singlesTrained) assert.match(r.caption, /^an? (red|orange|yellow|green|blue|purple) (circle|square|triangle|star|diamond)$/, r.id);
     const held = await captions('heldout-singles');
     assert.ok(held.every((r) => r.caption.split(' ').length > 3), 'held-out single-object scenes keep their full captions');
   });
 
-  test('both losses are trained the same number of steps and evaluated on both held-out sets', () => {
+  test('both losses are trained the same number of steps, stage 2 from stage 1 weights, and evaluated on both held-out sets', async () => {
     assert.deepEqual(report.runs.map((r) => r.loss), ['filip', 'clip']);
     for (const run of report.runs) {
       assert.equal(run.train.step, 2);
+      const stageOne = await loadCheckpoint<{ train: { loss: string; steps: number } }>(join(dir, `run-${run.loss}-shape-first`));
+      assert.equal(stageOne.step, 2);
+      assert.equal(stageOne.config.train.loss, run.loss);
+      const config = JSON.parse(await readFile(join(dir, `run-${run.loss}`, 'config.json'), 'utf8')) as { train: { init: string; loss: string } };
+      assert.equal(config.train.init, join(dir, `run-${run.loss}-shape-first`));
       assert.equal(run.eval.pairs, report.heldOutScenes);
       assert.equal(run.singles?.pairs, report.heldOutSingles);
       assert.deepEqual(run.singles?.zeroShot.map((z) => z.task), ['shape', 'colour']);
