@@ -3,12 +3,10 @@
 // backend. Whatever is picked, the gradients and wasm kernels training needs are registered first
 // (see wasm-kernels.ts), so that no step stops on a missing kernel or runs on a slower backend.
 //
-// WebAssembly threads: tfjs-backend-wasm 4.22 reports no thread support under Node
-// (`WASM_HAS_MULTITHREAD_SUPPORT` is false there, tfjs issue 3830). Forcing the flag fails at init:
-// its pthread worker script is a `blob:` URL, which Node's worker_threads refuse. With the worker
-// written to a file instead, the threaded-SIMD binary does load (shared memory, 8 workers), but its
-// thread pool still reports 1 thread and no worker ever runs a task, so we do not ship that patch: the
-// wasm backend runs single-threaded with SIMD here, and the selection reports the count it got.
+// WebAssembly threads: tfjs-backend-wasm 4.22 turns them off under Node; wasm-threads.ts turns them
+// back on for the backend's start (FILIP_WASM_THREADS threads, default the machine's parallelism),
+// and the selection reports the count the backend got. Should the threaded start fail, the
+// single-threaded SIMD binary is tried next, and the reason printed.
 
 import { createRequire } from 'node:module';
 import os from 'node:os';
@@ -19,6 +17,7 @@ import { getThreadsCount, setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
 import { FilipError } from '../core/errors.js';
 import { choiceOption } from '../core/options.js';
 import { ADDED_WASM_KERNELS, registerCpuKernels, registerTrainingGradients, registerWasmKernels } from './wasm-kernels.js';
+import { unrefWasmWorkers, wantedWasmThreads, withWasmThreads } from './wasm-threads.js';
 
 /** What `--backend` accepts. */
 export const BACKEND_CHOICES = ['auto', 'wasm', 'cpu', 'tensorflow', 'webgpu'] as const;
@@ -34,7 +33,7 @@ export interface BackendSelection {
   readonly backend: BackendName;
   /** WebAssembly only: whether the SIMD binary was loaded. */
   readonly simd: boolean;
-  /** Threads the backend computes on (wasm: 1 in Node, see the file header; cpu: 1). */
+  /** Threads the backend computes on (wasm: FILIP_WASM_THREADS or the machine's parallelism; cpu: 1). */
   readonly threads: number;
   /** Why this backend, and why not the better ones: one line for the run to print. */
   readonly reason: string;
@@ -63,18 +62,31 @@ async function tryTensorflow(): Promise<string | null> {
   return null;
 }
 
+/** Why the threaded start fell back to one thread, for the selection's reason; null when it did not. */
+let threadsFailure: string | null = null;
+
 async function tryWasm(): Promise<string | null> {
   if (!wasmPathsSet) {
     setWasmPaths(wasmBinaryFolder());
     wasmPathsSet = true;
   }
   registerWasmKernels();
-  try {
-    if (await tf.setBackend('wasm')) return null;
-    return 'the WebAssembly backend failed to start';
-  } catch (error) {
-    return `the WebAssembly backend failed to start (${firstLine(error)})`;
-  }
+  const start = async (threads: number): Promise<string | null> => {
+    try {
+      if (await withWasmThreads(threads, () => tf.setBackend('wasm'))) {
+        unrefWasmWorkers();
+        return null;
+      }
+      return 'the WebAssembly backend failed to start';
+    } catch (error) {
+      return `the WebAssembly backend failed to start (${firstLine(error)})`;
+    }
+  };
+  const threads = wantedWasmThreads();
+  const failure = await start(threads);
+  if (failure === null || threads <= 1) return failure;
+  threadsFailure = `${threads} threads: ${failure}`;
+  return start(1);
 }
 
 function firstLine(error: unknown): string {
@@ -88,7 +100,9 @@ async function describe(requested: BackendChoice, why: string): Promise<BackendS
   // native TensorFlow sizes its own thread pool to the machine; the JS backend is single-threaded
   const threads = backend === 'wasm' ? getThreadsCount() : backend === 'tensorflow' ? os.availableParallelism() : 1;
   const detail =
-    backend === 'wasm' ? ` (SIMD ${simd ? 'on' : 'off'}, ${threads} thread${threads === 1 ? '' : 's'}; threads are off in Node)` : '';
+    backend === 'wasm'
+      ? ` (SIMD ${simd ? 'on' : 'off'}, ${threads} thread${threads === 1 ? '' : 's'}${threadsFailure === null ? '' : `; threaded start failed: ${threadsFailure}`})`
+      : '';
   return Object.freeze({
     requested,
     backend,
