@@ -7,7 +7,8 @@
 //   none      runIngest over HTTP with --resize-mode none (no re-encode)
 // The server lives in the parent and answers from prebuilt buffers (bench/memory-server.ts); its CPU
 // is measured during the pipeline phases and printed, since on a machine with few cores it competes
-// with the pipeline for them.
+// with the pipeline for them. Every child starts with the node flags of the `filip-data` launcher's
+// shebang (src/core/node-flags.ts), the process users run ingest in; the baseline gets them too.
 //
 // Each child first does the same work on the first --warmup images untimed (the baseline its loop,
 // the pipeline a whole runIngest into a scratch folder), so both sides are timed with their code
@@ -27,9 +28,11 @@ import { spawn } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { constants, PerformanceObserver } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import sharp from 'sharp';
+import { shebangNodeFlags } from '../src/core/node-flags.js';
 import { configureSharpForStreaming } from '../src/image/process.js';
 import { runIngest } from '../src/pipeline/ingest.js';
 import { memoryServer } from './memory-server.js';
@@ -42,6 +45,7 @@ interface PhaseResult {
   imagesPerSecond: number;
   peakRssMb: number;
   cpuSeconds: number;
+  majorGcs: number;
 }
 
 const self = fileURLToPath(import.meta.url);
@@ -57,16 +61,26 @@ interface Timed {
   seconds: number;
   /** User + system CPU of the whole process (all threads) during the timed run. */
   cpuSeconds: number;
+  /** Full (mark-compact) garbage collections during the timed run. */
+  majorGcs: number;
 }
 
 /** Runs `work` and measures it: wall time and the process's CPU time over exactly that span. */
 async function timed(work: () => Promise<number>): Promise<Timed> {
+  let majorGcs = 0;
+  const gcs = new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) if (((e as { detail?: { kind?: number } }).detail)?.kind === constants.NODE_PERFORMANCE_GC_MAJOR) majorGcs++;
+  });
+  gcs.observe({ entryTypes: ['gc'] });
   const c0 = process.cpuUsage();
   const t0 = performance.now();
   const images = await work();
   const seconds = (performance.now() - t0) / 1000;
   const c = process.cpuUsage(c0);
-  return { images, seconds, cpuSeconds: (c.user + c.system) / 1e6 };
+  // GC entries are delivered asynchronously (buffered, then a task): give the last ones time to arrive.
+  await new Promise((resolve) => setTimeout(resolve, 100));
+  gcs.disconnect();
+  return { images, seconds, cpuSeconds: (c.user + c.system) / 1e6, majorGcs };
 }
 
 async function baseline(files: string[], concurrency: number, warmup: number): Promise<Timed> {
@@ -129,7 +143,7 @@ async function child(phase: string, arg: string, warm: string, concurrency: numb
 function runChild(phase: string, arg: string, warm: string, concurrency: number, warmup: number): Promise<PhaseResult> {
   return new Promise((resolve, reject) => {
     const args = ['--child', phase, '--arg', arg, '--warm', warm, '--concurrency', String(concurrency), '--warmup', String(warmup)];
-    const p = spawn(process.execPath, ['--import', 'tsx', self, ...args], {
+    const p = spawn(process.execPath, [...shebangNodeFlags(), '--import', 'tsx', self, ...args], {
       stdio: ['ignore', 'pipe', 'inherit'],
     });
     let out = '';
@@ -193,7 +207,7 @@ async function main(): Promise<void> {
           cpu.server!.push(serverMs);
           serverNote = `, server ${serverMs.toFixed(2)} ms CPU/image`;
         }
-        process.stderr.write(`  rep ${rep + 1} ${phase.padEnd(8)} ${r.imagesPerSecond.toFixed(1)} images/s, ${msPerImage.toFixed(2)} ms CPU/image${serverNote}\n`);
+        process.stderr.write(`  rep ${rep + 1} ${phase.padEnd(8)} ${r.imagesPerSecond.toFixed(1)} images/s, ${msPerImage.toFixed(2)} ms CPU/image, ${r.majorGcs} full GCs${serverNote}\n`);
         if (!best[phase] || r.imagesPerSecond > best[phase].imagesPerSecond) best[phase] = r;
       }
       ratios.push(got.pipeline!.imagesPerSecond / got.baseline!.imagesPerSecond);
