@@ -36,6 +36,17 @@ test('bad input fails with the error code, the file and what it has', async () =
   }
 });
 
+test('--version prints the package version, for both programs', async () => {
+  // yargs' own guess printed 'unknown' when the project sat under a folder with a dot in its name
+  // (a fresh clone in /tmp/tmp.x1y2); the programs now give the version themselves.
+  const { version } = JSON.parse(await fs.readFile(path.resolve('package.json'), 'utf8')) as { version: string };
+  for (const bin of ['bin/filip-data.js', 'bin/filip.js']) {
+    const r = spawnSync(process.execPath, [path.resolve(bin), '--version'], { encoding: 'utf8', cwd: tmp, timeout: 60_000 });
+    assert.equal(r.status, 0, `${bin}: ${r.stderr}`);
+    assert.equal(r.stdout.trim(), version, bin);
+  }
+});
+
 test('unknown flags and missing commands are usage errors', () => {
   assert.equal(cli('ingest', 'm.csv', '--no-such-flag').status, 1);
   assert.equal(cli().status, 1);

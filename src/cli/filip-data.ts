@@ -4,6 +4,7 @@
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { FilipError } from '../core/errors.js';
+import { FILIP_VERSION } from '../fetch/options.js';
 import { demoCommand } from './commands/demo.js';
 import { filterCommand } from './commands/filter.js';
 import { ingestCommand } from './commands/ingest.js';
@@ -15,6 +16,9 @@ import { shardCommand } from './commands/shard.js';
 export async function main(argv: string[]): Promise<void> {
   await yargs(argv)
     .scriptName('filip-data')
+    // Given, not guessed: yargs looks for package.json from its own install folder and, when that
+    // folder's path has a dot in it (/tmp/tmp.x1y2/node_modules), mistakes it for a file and prints 'unknown'.
+    .version(FILIP_VERSION)
     .command(ingestCommand as never)
     .command(filterCommand as never)
     .command(shardCommand as never)

@@ -1,8 +1,8 @@
-// Entry point of `filip`, the trainer. Its commands (train, eval, align, tokenizer) arrive with the
-// trainer issue; until then it says so plainly and exits non-zero rather than pretending.
+// Entry point of `filip`, the trainer: train, eval, align and tokenizer commands.
 
 import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
+import { FILIP_VERSION } from '../fetch/options.js';
 import { tokenizerCommand } from './commands/tokenizer.js';
 import { trainCommand } from './commands/train.js';
 import { evalCommand } from './commands/eval.js';
@@ -10,6 +10,7 @@ import { alignCommand } from './commands/align.js';
 
 await yargs(hideBin(process.argv))
   .scriptName('filip')
+  .version(FILIP_VERSION) // see src/cli/filip-data.ts
   .command(tokenizerCommand as never)
   .command(trainCommand as never)
   .command(evalCommand as never)
