@@ -2,7 +2,7 @@
 // initial heap, and the ingest benchmark reads the same flags from the same line.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { promises as fs } from 'node:fs';
+import { promises as fs, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
@@ -19,6 +19,9 @@ after(async () => {
 test('the filip-data launcher asks for a large initial V8 heap', () => {
   assert.equal(FILIP_DATA_BIN, path.resolve('bin/filip-data.js'));
   assert.deepEqual(shebangNodeFlags(), ['--initial-heap-size=512']);
+  // `npm run demo` cannot read the shebang: its script spells the same flags out.
+  const pkg = JSON.parse(readFileSync(path.resolve('package.json'), 'utf8')) as { scripts: Record<string, string> };
+  assert.equal(pkg.scripts.demo, `node ${shebangNodeFlags().join(' ')} bin/filip-data.js demo`);
 });
 
 test('running the launcher itself (as npm bin links do) starts node with those flags', async () => {
