@@ -20,7 +20,8 @@
 // Then the same pictures, from the bytes ingest stores, under crop-tolerant alternatives (stored
 // crop windows, a low-frequency key; see measureSchemes), each pair checked in both orders as the
 // rule would, with the first distance at which each meets the target and the bench command that
-// measures the index at that distance and storage.
+// measures the index at that distance and storage. Last, one index-side alternative: the plain
+// pHash looked up by probing the query's least reliable bits (see measureWeakProbes).
 //
 // Script: npx tsx scripts/near-dup-eval.ts [--seed N] [--limit N] [--concurrency N]
 
@@ -33,7 +34,7 @@ import { inflateSync } from 'node:zlib';
 import sharp from 'sharp';
 import { deriveSeed, Rng } from '../src/demo/random.js';
 import { DEFAULT_NEAR_DUP_DISTANCE } from '../src/filters/phash-index.js';
-import { dct2d, PHASH_BLOCK, PHASH_GRID, phashFromPixels } from '../src/image/phash.js';
+import { dct2d, lumaGrid, PHASH_BLOCK, PHASH_GRID, phashFromPixels } from '../src/image/phash.js';
 import { processImage, resolveImageOptions } from '../src/image/process.js';
 import { mapLimit } from '../src/pipeline/pool.js';
 
@@ -518,10 +519,6 @@ interface SchemeResult {
 
 async function measureSchemes(pictures: readonly Picture[], concurrency: number): Promise<SchemeResult[]> {
   const lumas = await mapLimit(pictures, concurrency, (p) => decodeLuma(p.stored));
-  const originalOf = new Map<number, number>();
-  pictures.forEach((p, i) => {
-    if (p.transform === 'original') originalOf.set(p.group, i);
-  });
   const results: SchemeResult[] = [];
   for (const scheme of SCHEMES) {
     const k = scheme.stored.length;
@@ -546,56 +543,143 @@ async function measureSchemes(pictures: readonly Picture[], concurrency: number)
       }
       return best;
     };
-    const pos = new Float64Array(65);
-    const cropPos = new Float64Array(65);
-    const allPos = new Float64Array(65);
-    pictures.forEach((p, i) => {
-      if (p.transform === 'original') return;
-      const o = originalOf.get(p.group)!;
-      for (const d of [distance(o, i), distance(i, o)]) {
-        pos[d]++;
-        if (p.transform === 'crop') cropPos[d]++;
-        if (p.transform === 'all') allPos[d]++;
-      }
-    });
-    const neg = new Float64Array(65);
-    for (let a = 0; a < pictures.length; a++) {
-      for (let b = 0; b < pictures.length; b++) {
-        if (pictures[a]!.group !== pictures[b]!.group) neg[distance(a, b)]++;
-      }
-    }
-    const P = cumulative(pos);
-    const N = cumulative(neg);
-    const C = cumulative(cropPos);
-    const A = cumulative(allPos);
-    const recallAt = (d: number): number => P[d]! / P[64]!;
-    const fprAt = (d: number): number => N[d]! / N[64]!;
-    let meets: number | undefined;
-    for (let d = 0; d <= MAX_THRESHOLD && meets === undefined; d++) if (recallAt(d) >= RECALL_TARGET && fprAt(d) <= FPR_TARGET) meets = d;
-
     console.log('');
     console.log(`scheme ${scheme.name}: ${scheme.note}; ${k} stored per kept picture, 1 probe per lookup`);
-    console.log(`  ${P[64]} positive checks (both orders), ${N[64]} negative ones`);
-    console.log(['dist', 'recall', 'FPR', 'FP pairs', 'FP@1M', 'crop', 'all'].map((h) => h.padStart(9)).join(''));
-    for (let d = 0; d <= MAX_THRESHOLD; d++) {
-      const row = [
-        String(d),
-        pct(recallAt(d)),
-        pct(fprAt(d), 3),
-        String(N[d]),
-        N[d] === 0 ? `<${(3e6 / N[64]!).toFixed(1)}` : ((1e6 * N[d]!) / N[64]!).toFixed(1),
-        pct(C[d]! / C[64]!),
-        pct(A[d]! / A[64]!),
-      ];
-      console.log(row.map((c) => c.padStart(9)).join('') + (d === meets ? '  <- first to meet the target' : ''));
+    results.push({ scheme, ...tally(pictures, distance, 1, 3) });
+  }
+  return results;
+}
+
+/** Recall and FPR of a rule given as `distance(kept, query)` over both orders of each pair; prints the table. */
+function tally(
+  pictures: readonly Picture[],
+  distance: (kept: number, query: number) => number,
+  step: number,
+  fprDigits: number,
+): { meets?: number; recallAt: (d: number) => number; fprAt: (d: number) => number } {
+  const originalOf = new Map<number, number>();
+  pictures.forEach((p, i) => {
+    if (p.transform === 'original') originalOf.set(p.group, i);
+  });
+  const pos = new Float64Array(65);
+  const cropPos = new Float64Array(65);
+  const allPos = new Float64Array(65);
+  pictures.forEach((p, i) => {
+    if (p.transform === 'original') return;
+    const o = originalOf.get(p.group)!;
+    for (const d of [distance(o, i), distance(i, o)]) {
+      pos[d]++;
+      if (p.transform === 'crop') cropPos[d]++;
+      if (p.transform === 'all') allPos[d]++;
     }
-    results.push({ scheme, meets, recallAt, fprAt });
+  });
+  const neg = new Float64Array(65);
+  for (let a = 0; a < pictures.length; a++) {
+    for (let b = 0; b < pictures.length; b++) {
+      if (pictures[a]!.group !== pictures[b]!.group) neg[distance(a, b)]++;
+    }
+  }
+  const P = cumulative(pos);
+  const N = cumulative(neg);
+  const C = cumulative(cropPos);
+  const A = cumulative(allPos);
+  const recallAt = (d: number): number => P[d]! / P[64]!;
+  const fprAt = (d: number): number => N[d]! / N[64]!;
+  let meets: number | undefined;
+  for (let d = 0; d <= MAX_THRESHOLD && meets === undefined; d++) if (recallAt(d) >= RECALL_TARGET && fprAt(d) <= FPR_TARGET) meets = d;
+
+  console.log(`  ${P[64]} positive checks (both orders), ${N[64]} negative ones`);
+  console.log(['dist', 'recall', 'FPR', 'FP pairs', 'FP@1M', 'crop', 'all'].map((h) => h.padStart(9)).join(''));
+  for (let d = 0; d <= MAX_THRESHOLD; d += step) {
+    const row = [
+      String(d),
+      pct(recallAt(d)),
+      pct(fprAt(d), fprDigits),
+      String(N[d]),
+      N[d] === 0 ? `<${(3e6 / N[64]!).toFixed(1)}` : ((1e6 * N[d]!) / N[64]!).toFixed(1),
+      pct(C[d]! / C[64]!),
+      pct(A[d]! / A[64]!),
+    ];
+    console.log(row.map((c) => c.padStart(9)).join('') + (d === meets ? '  <- first to meet the target' : ''));
+  }
+  return { meets, recallAt, fprAt };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Index-side alternative: query-directed probes of the least reliable bits
+//
+// A pHash bit is the sign of (coefficient - median). Bits whose coefficient lies close to the
+// median are the ones a transform turns over, so a lookup can try, in each of the index's four
+// 16-bit chunks, every combination of the query's `weak` least reliable bits of that chunk
+// (2^weak probes a chunk, 4 x 2^weak in all) and accept a kept hash found there within distance d.
+// A pair is matched only if, in at least one chunk, every differing bit is among the query's weak
+// ones: fewer matches than "within d", in exchange for probes that cost the same at any d. It needs
+// the query's coefficients (a weak-bit mask stored next to the pHash). The same pictures as above,
+// hashed from the stored bytes at full size; both orders of each pair; negatives as above.
+// bench:phash-index --weak-probes measures the lookup speed of this probing on a million hashes.
+
+/** Weak bits per 16-bit chunk tried by the eval (2^weak probes a chunk). */
+const WEAK_PROBE_BITS = [4, 5, 6] as const;
+
+interface WeakResult {
+  readonly weak: number;
+  readonly meets?: number;
+  readonly recallAt: (d: number) => number;
+  readonly fprAt: (d: number) => number;
+}
+
+/** Hash words and, per `weak`, the mask of each chunk's `weak` least reliable bits (bit 0 = the hash's top bit). */
+async function weakKeys(stored: Buffer): Promise<{ hi: number; lo: number; masks: Map<number, [number, number]> }> {
+  const { data, info } = await sharp(stored).removeAlpha().raw().toBuffer({ resolveWithObject: true });
+  const block = dct2d(lumaGrid(data, info.width, info.height, info.channels, 2), PHASH_GRID, PHASH_BLOCK);
+  for (let i = 0; i < block.length; i++) if (Math.abs(block[i]!) < 1e-6) block[i] = 0;
+  const sorted = Float64Array.from(block).sort();
+  const median = (sorted[31]! + sorted[32]!) / 2;
+  const set = (w: [number, number], i: number): void => {
+    if (i < 32) w[0] = (w[0] | (1 << (31 - i))) >>> 0;
+    else w[1] = (w[1] | (1 << (63 - i))) >>> 0;
+  };
+  const bits: [number, number] = [0, 0];
+  for (let i = 0; i < 64; i++) if (block[i]! > median) set(bits, i);
+  const masks = new Map<number, [number, number]>();
+  for (const weak of WEAK_PROBE_BITS) {
+    const mask: [number, number] = [0, 0];
+    for (let c = 0; c < 4; c++) {
+      const byWeakness = Array.from({ length: 16 }, (_, j) => c * 16 + j).sort(
+        (a, b) => Math.abs(block[a]! - median) - Math.abs(block[b]! - median) || a - b,
+      );
+      for (const i of byWeakness.slice(0, weak)) set(mask, i);
+    }
+    masks.set(weak, mask);
+  }
+  return { hi: bits[0], lo: bits[1], masks };
+}
+
+async function measureWeakProbes(pictures: readonly Picture[], concurrency: number): Promise<WeakResult[]> {
+  const keys = await mapLimit(pictures, concurrency, (p) => weakKeys(p.stored));
+  const results: WeakResult[] = [];
+  for (const weak of WEAK_PROBE_BITS) {
+    /** Distance as the probing index reports it: 64 (never within d) when no chunk's probes reach `kept`. */
+    const distance = (kept: number, query: number): number => {
+      const k = keys[kept]!;
+      const q = keys[query]!;
+      const xh = (k.hi ^ q.hi) >>> 0;
+      const xl = (k.lo ^ q.lo) >>> 0;
+      const [wh, wl] = q.masks.get(weak)!;
+      const rh = (xh & ~wh) >>> 0;
+      const rl = (xl & ~wl) >>> 0;
+      const reached = rh >>> 16 === 0 || (rh & 0xffff) === 0 || rl >>> 16 === 0 || (rl & 0xffff) === 0;
+      return reached ? popcount32(xh) + popcount32(xl) : 64;
+    };
+    console.log('');
+    console.log(`weak-probes ${weak}: plain pHash, ${4 << weak} probes a lookup (every combination of the query's ${weak} least reliable bits in each chunk)`);
+    results.push({ weak, ...tally(pictures, distance, 2, 4) });
   }
   return results;
 }
 
 /** "; best recall at FPR <= FPR_TARGET: X at d", or nothing when no distance keeps the FPR. */
-function bestWithinFpr(r: SchemeResult): string {
+function bestWithinFpr(r: Pick<SchemeResult, 'recallAt' | 'fprAt'>): string {
   let best: number | undefined;
   for (let d = 0; d <= MAX_THRESHOLD; d++) if (r.fprAt(d) <= FPR_TARGET) best = d;
   return best === undefined ? '' : ` (at FPR <= ${FPR_TARGET}, the best recall is ${pct(r.recallAt(best), 2)}, at ${best})`;
@@ -775,6 +859,9 @@ async function main(): Promise<void> {
   console.log('');
   console.log(`crop-tolerant alternatives, hashed from the stored ${IMAGE_OPTIONS.size} px bytes (see measureSchemes):`);
   const schemes = await measureSchemes(pictures, concurrency);
+  console.log('');
+  console.log('index-side alternative, hashed from the stored bytes (see measureWeakProbes):');
+  const weakResults = await measureWeakProbes(pictures, concurrency);
 
   const chosen = meets[0];
   console.log('');
@@ -787,6 +874,15 @@ async function main(): Promise<void> {
           ? `misses it at every distance up to ${MAX_THRESHOLD}${bestWithinFpr(r)}`
           : `first meets it at ${r.meets} (recall ${pct(r.recallAt(r.meets), 1)}, FPR ${pct(r.fprAt(r.meets), 4)}); ` +
             `index speed for it: npm run bench:phash-index -- --distances ${r.meets} --per-image ${k}`),
+    );
+  }
+  for (const r of weakResults) {
+    console.log(
+      `  weak-probes ${r.weak} (${4 << r.weak} probes): ` +
+        (r.meets === undefined
+          ? `misses it at every distance up to ${MAX_THRESHOLD}${bestWithinFpr(r)}`
+          : `first meets it at ${r.meets} (recall ${pct(r.recallAt(r.meets), 2)}, FPR ${pct(r.fprAt(r.meets), 4)}); ` +
+            `index speed for it: npm run bench:phash-index -- --distances ${r.meets} --weak-probes ${r.weak}`),
     );
   }
   let failed = false;
