@@ -59,6 +59,12 @@ import { intOption } from '../core/options.js';
  * 6 or less: see the header): every stored window that absorbs part of a crop multiplies what the
  * index holds, and the fewer, more robust bits cost as much in bucket crowding as they save in
  * distance. So the rule keeps the ingest pHash at 10, where it is fast and has no false match seen.
+ *
+ * Probing instead the query's least reliable bits (every combination of the 5 in each chunk whose
+ * coefficients lie closest to the median, accepted within 16) meets the recall target (95.1% at FPR
+ * 5.2e-5, the eval's "weak-probes 5") and, scanned in WebAssembly, the speed target (~145k/s:
+ * bench:phash-index --weak-probes 5); it is measured there as a prototype, not used here yet (what it
+ * needs: ARCHITECTURE.md, the filter stage).
  */
 export const DEFAULT_NEAR_DUP_DISTANCE = 10;
 
