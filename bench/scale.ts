@@ -13,7 +13,7 @@
 // Memory: `--records` synthetic records go into a fresh redis-server through the same slot functions
 // and keys the committer uses (src/scale/state.ts), one structure at a time, with INFO memory
 // (used_memory) read before and after each. Then the cost of near_duplicate at that size, for a chunk
-// of 100 and of 1,000 rows at distance 10 (the default) and 6: with the bucketed index in Redis (the
+// of 100 and of 1,000 rows at distance 16 (the default) and 6: with the bucketed index in Redis (the
 // default; round trips, keys and bytes read, seconds, median of 3), and with a committer's replica of
 // the pHash log (its load on a worker's first commit, then per chunk a sync and local lookups).
 //
@@ -95,6 +95,16 @@ async function memory(records: number, redisUrl: string) {
   const bits = DEFAULT_BUCKET_BITS;
   const rand = mulberry32(7);
   const hex = (n: number) => Array.from({ length: n }, () => Math.floor(rand() * 16).toString(16)).join('');
+  /** A weak-bit mask as ingest makes one: 5 random bits in each 16-bit chunk. */
+  const weakMask = (): string => {
+    let out = '';
+    for (let c = 0; c < 4; c++) {
+      let chunk = 0;
+      while (chunk.toString(2).replace(/0/g, '').length < 5) chunk |= 1 << Math.floor(rand() * 16);
+      out += chunk.toString(16).padStart(4, '0');
+    }
+    return out;
+  };
   // Per record: a URL, a sha256, a caption and a pHash, all distinct (the worst case for dedupe).
   const record = (i: number) => ({
     url: `https://images.example.com/${i}/${hex(12)}.jpg`,
@@ -153,11 +163,11 @@ async function memory(records: number, redisUrl: string) {
       const times: number[] = [];
       let stats: Awaited<ReturnType<typeof index.lookup>>['stats'] | undefined;
       for (let rep = 0; rep < 3; rep++) {
-        const queries = Array.from({ length: rows }, () => hex(16));
+        const queries = Array.from({ length: rows }, () => ({ phash: hex(16), weak: weakMask() }));
         const t0 = performance.now();
         const found = await index.lookup(redis, queries);
         // The walk in row order that decideChunk does with the result (first seen wins inside the chunk).
-        for (const q of queries) if (found.index.find(q) === undefined) found.index.add(q);
+        for (const q of queries) if (found.index.find(q.phash, q.weak) === undefined) found.index.add(q.phash);
         times.push((performance.now() - t0) / 1000);
         stats = found.stats;
       }

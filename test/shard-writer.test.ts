@@ -52,6 +52,8 @@ function makeRows(n: number): ShardRow[] {
     original_height: 768 + i,
     sha256: 'ab'.repeat(32),
     phash: '0123456789abcdef',
+    // Null in rows from shards older than the column.
+    phash_weak: i % 5 === 4 ? null : '001f001f001f001f',
     source: `manifest-ü.tsv:${i}`,
     extra_similarity: i % 2 === 0 ? null : `0.${300 + i}`,
     extra_license: i % 3 === 0 ? 'CC-BY 4.0 — ©' : null,

@@ -29,6 +29,12 @@ export interface SampleImage {
   readonly sha256: string;
   /** 64-bit DCT perceptual hash as 16 lower-case hex digits. */
   readonly phash: string;
+  /**
+   * The hash's weak-bit mask (src/image/phash.ts), 16 hex digits: which bits the near-duplicate
+   * index probes. Absent in shards written before the column existed; lookups then probe exact
+   * chunk matches only.
+   */
+  readonly phashWeak?: string;
 }
 
 /** One back-translated caption: caption -> pivot language -> English (shard stage). */

@@ -12,6 +12,7 @@ import sharp from 'sharp';
 import { FilipError } from '../core/errors.js';
 import { intOption, rejectUnknownKeys } from '../core/options.js';
 import type { ReasonCode } from '../core/reasons.js';
+import { DEFAULT_NEAR_DUP_DISTANCE } from '../filters/phash-index.js';
 import { hammingDistance, imageHash } from './phash.js';
 import { deriveSeed, Rng } from './random.js';
 import { planScene, renderScene, scaleObjects, type DemoBackground, type DemoObject, type SceneSpec } from './scene.js';
@@ -176,8 +177,11 @@ const CONTENT_TYPES: Record<DemoImageFormat, string> = {
 };
 const EXTENSIONS: Record<DemoImageFormat, string> = { jpeg: 'jpg', png: 'png', webp: 'webp' };
 
-/** Distinct scenes differ in at least this many of 64 hash bits (unrelated images average 32). */
-export const DEMO_MIN_HASH_DISTANCE = 14;
+/**
+ * Distinct scenes differ in at least this many of 64 hash bits (unrelated images average 32): more
+ * than the filter's near-duplicate distance, so no two of them can match whatever the weak bits.
+ */
+export const DEMO_MIN_HASH_DISTANCE = DEFAULT_NEAR_DUP_DISTANCE + 1;
 /** A planted near duplicate is at most this many bits from its original. */
 export const DEMO_MAX_COPY_DISTANCE = 2;
 

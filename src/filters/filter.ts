@@ -10,7 +10,7 @@ import { CaptionCounter, type CaptionCounts } from './caption-counts.js';
 import { loadDecontaminationIndex } from './decontaminate.js';
 import { createEnglishDetector, LANGUAGE_ENGINES, type LanguageEngine } from './language.js';
 import { isMeaningless } from './meaningless.js';
-import { DEFAULT_NEAR_DUP_DISTANCE, PhashIndex } from './phash-index.js';
+import { DEFAULT_NEAR_DUP_DISTANCE, MAX_NEAR_DUP_DISTANCE, PhashIndex } from './phash-index.js';
 import { Funnel } from './funnel.js';
 import { hasTooFewWords, isTooElongated, isTooSmall } from './rules.js';
 
@@ -106,8 +106,8 @@ export function resolveFilterOptions(input: FilterInput = {}): FilterOptions {
     maxAspect: numberOption('maxAspect', o.maxAspect, 1),
     maxRepeats: intOption('maxRepeats', o.maxRepeats, 1),
     language: choiceOption('language', o.language, Object.keys(LANGUAGE_ENGINES) as LanguageEngine[]),
-    nearDupDistance: intOption('nearDupDistance', o.nearDupDistance, 0, 32),
-    contaminationDistance: intOption('contaminationDistance', o.contaminationDistance, 0, 32),
+    nearDupDistance: intOption('nearDupDistance', o.nearDupDistance, 0, MAX_NEAR_DUP_DISTANCE),
+    contaminationDistance: intOption('contaminationDistance', o.contaminationDistance, 0, MAX_NEAR_DUP_DISTANCE),
     decontaminate: [...o.decontaminate],
     minWords: intOption('minWords', o.minWords, 0),
     minChars: intOption('minChars', o.minChars, 0),
@@ -205,12 +205,12 @@ export function failedRules(sample: Sample, ctx: FilterContext): { failed: Filte
         break;
       }
       case 'contaminated': {
-        const hit = img ? ctx.contamination?.find(img.phash) : undefined;
+        const hit = img ? ctx.contamination?.find(img.phash, img.phashWeak) : undefined;
         if (hit !== undefined) fail(rule, () => `near duplicate (phash ${hit}) of an evaluation image`);
         break;
       }
       case 'near_duplicate': {
-        const hit = img ? ctx.kept?.find(img.phash) : undefined;
+        const hit = img ? ctx.kept?.find(img.phash, img.phashWeak) : undefined;
         if (hit !== undefined) fail(rule, () => `near duplicate of a kept image (phash ${hit})`);
         break;
       }

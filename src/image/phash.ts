@@ -12,6 +12,11 @@
 //              regions hash stably instead of by floating-point noise.
 //   4. bit i = C[i >> 3][i & 7] > m, for i = 0..63 in row-major order; bit 0 is the most significant.
 //   5. hash  = the 64 bits as 16 lower-case hex digits.
+//
+// The weak-bit mask (phashWithWeakBits) says which bits a transform is most likely to turn over:
+// in each 16-bit chunk of the hash (bits 0-15, 16-31, 32-47, 48-63), the PHASH_WEAK_BITS bits whose
+// coefficient lies closest to m (smallest |C - m|; ties to the lower bit), as 16 hex digits in the
+// same bit order. The near-duplicate index probes those bits of a query (src/filters/phash-index.ts).
 
 /** Side of the grey grid the hash is computed from. */
 export const PHASH_GRID = 32;
@@ -129,6 +134,17 @@ function samplePositions(side: number, k: number): Int32Array {
  * lower-case hex digits. See the definition at the top of this file.
  */
 export function phashFromPixels(grey: ArrayLike<number>): string {
+  return phashWithWeakBits(grey).phash;
+}
+
+/** Bits per 16-bit chunk marked in the weak-bit mask (see the top of this file). */
+export const PHASH_WEAK_BITS = 5;
+
+/**
+ * The perceptual hash of a grey grid (as phashFromPixels) and its weak-bit mask: in each 16-bit
+ * chunk, the PHASH_WEAK_BITS bits whose coefficient lies closest to the median. Both 16 hex digits.
+ */
+export function phashWithWeakBits(grey: ArrayLike<number>): { phash: string; weak: string } {
   const block = dct2d(grey, PHASH_GRID, PHASH_BLOCK);
   for (let i = 0; i < block.length; i++) if (Math.abs(block[i]!) < 1e-6) block[i] = 0;
   const sorted = Float64Array.from(block).sort();
@@ -140,7 +156,31 @@ export function phashFromPixels(grey: ArrayLike<number>): string {
     hi = (hi << 1) | (block[i]! > median ? 1 : 0);
     lo = (lo << 1) | (block[i + 32]! > median ? 1 : 0);
   }
-  return hex32(hi) + hex32(lo);
+  // Per chunk, pick the PHASH_WEAK_BITS smallest margins by repeated minimum (16 candidates each).
+  let weakHi = 0;
+  let weakLo = 0;
+  for (let c = 0; c < 4; c++) {
+    let taken = 0;
+    for (let k = 0; k < PHASH_WEAK_BITS; k++) {
+      let best = -1;
+      let bestMargin = Infinity;
+      for (let j = 0; j < 16; j++) {
+        if (taken & (1 << j)) continue;
+        const margin = Math.abs(block[c * 16 + j]! - median);
+        if (margin < bestMargin) {
+          bestMargin = margin;
+          best = j;
+        }
+      }
+      taken |= 1 << best;
+    }
+    // Bit j of the chunk is hash bit c * 16 + j, counted from the most significant.
+    let chunkMask = 0;
+    for (let j = 0; j < 16; j++) if (taken & (1 << j)) chunkMask |= 1 << (15 - j);
+    if (c < 2) weakHi |= chunkMask << (c === 0 ? 16 : 0);
+    else weakLo |= chunkMask << (c === 2 ? 16 : 0);
+  }
+  return { phash: hex32(hi) + hex32(lo), weak: hex32(weakHi) + hex32(weakLo) };
 }
 
 function hex32(word: number): string {

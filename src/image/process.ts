@@ -9,7 +9,7 @@ import { choiceOption, boolOption, intOption, invalid, rejectUnknownKeys } from 
 import type { ReasonCode } from '../core/reasons.js';
 import type { ImageFormat, SampleImage } from '../core/sample.js';
 import { readJpegHeader } from './jpeg-header.js';
-import { PHASH_GRID, lumaGrid, phashFromPixels } from './phash.js';
+import { PHASH_GRID, lumaGrid, phashWithWeakBits } from './phash.js';
 import { describeNonImage, sniffImageFormat, type SniffedFormat } from './sniff.js';
 
 export { hamming, phashFromPixels, dct2d, lumaGrid } from './phash.js';
@@ -319,7 +319,7 @@ export async function processImage(bytes: Buffer, options: ImageOptions): Promis
       originalWidth,
       originalHeight,
       sha256,
-      phash: phashOfPixels(data, info),
+      ...phashOfPixels(data, info),
     };
     return { ok: true, image };
   }
@@ -329,7 +329,7 @@ export async function processImage(bytes: Buffer, options: ImageOptions): Promis
   else if (options.format === 'webp') encoder.webp({ quality: options.quality });
   else encoder.png();
   const encoding = encoder.toBuffer();
-  const phash = phashOfPixels(data, info);
+  const { phash, phashWeak } = phashOfPixels(data, info);
   let encoded: Buffer;
   try {
     encoded = await encoding;
@@ -347,11 +347,13 @@ export async function processImage(bytes: Buffer, options: ImageOptions): Promis
     originalHeight,
     sha256,
     phash,
+    phashWeak,
   };
   return { ok: true, image };
 }
 
-/** The phash of raw pixels from a pipeline: 2 x 2 samples per grid cell suffice (see lumaGrid). */
-function phashOfPixels(data: Buffer, info: sharp.OutputInfo): string {
-  return phashFromPixels(lumaGrid(data, info.width, info.height, info.channels, PHASH_SAMPLES));
+/** The phash and its weak-bit mask from a pipeline's raw pixels: 2 x 2 samples per grid cell suffice (see lumaGrid). */
+function phashOfPixels(data: Buffer, info: sharp.OutputInfo): { phash: string; phashWeak: string } {
+  const { phash, weak } = phashWithWeakBits(lumaGrid(data, info.width, info.height, info.channels, PHASH_SAMPLES));
+  return { phash, phashWeak: weak };
 }

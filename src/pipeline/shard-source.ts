@@ -70,6 +70,7 @@ export async function* readShardSamples(files: readonly string[], startIndex = 0
           originalHeight: Number(r.original_height),
           sha256: String(r.sha256),
           phash: String(r.phash),
+          ...(typeof r.phash_weak === 'string' ? { phashWeak: r.phash_weak } : {}),
         },
       };
     }

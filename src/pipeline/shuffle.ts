@@ -64,7 +64,7 @@ interface RecordHeader {
   caption: string;
   source: SampleSource;
   extra: ExtraColumns;
-  image: { format: ImageFormat; width: number; height: number; originalWidth: number; originalHeight: number; sha256: string; phash: string };
+  image: { format: ImageFormat; width: number; height: number; originalWidth: number; originalHeight: number; sha256: string; phash: string; phashWeak?: string };
   backTranslations?: CaptionTranslation[];
   translationFailures?: TranslationFailure[];
 }
@@ -94,6 +94,7 @@ export function encodeSample(sample: Sample): Buffer[] {
       originalHeight: img.originalHeight,
       sha256: img.sha256,
       phash: img.phash,
+      ...(img.phashWeak !== undefined ? { phashWeak: img.phashWeak } : {}),
     },
     ...(sample.backTranslations ? { backTranslations: sample.backTranslations } : {}),
     ...(sample.translationFailures ? { translationFailures: sample.translationFailures } : {}),

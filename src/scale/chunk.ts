@@ -47,6 +47,8 @@ export interface StagedRow {
   readonly httpStatus?: number;
   readonly sha256?: string;
   readonly phash?: string;
+  /** The phash's weak-bit mask (see Sample), when the image has one. */
+  readonly phashWeak?: string;
   /** Filter rules (not corpus-wide ones) this candidate fails, in rule order, and the first one's message. */
   readonly localFailed?: ReasonCode[];
   readonly localMessage?: string;
@@ -194,7 +196,7 @@ export async function stageChunk(ctx: StageContext, range: ChunkRange): Promise<
         ...(s.reason ? { reason: s.reason } : {}),
         ...(s.errorMessage !== undefined ? { errorMessage: s.errorMessage } : {}),
         ...(s.httpStatus !== undefined ? { httpStatus: s.httpStatus } : {}),
-        ...(s.image ? { sha256: s.image.sha256, phash: s.image.phash } : {}),
+        ...(s.image ? { sha256: s.image.sha256, phash: s.image.phash, ...(s.image.phashWeak !== undefined ? { phashWeak: s.image.phashWeak } : {}) } : {}),
         ...(local && local.failed.length > 0 ? { localFailed: local.failed, localMessage: local.message } : {}),
       });
     }

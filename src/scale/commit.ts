@@ -93,7 +93,7 @@ export async function decideChunk(
     lookupSlots(redis, keys, 'c', captionSlots),
     // Every candidate row's pHash: rows that fail another rule first are looked up for nothing, but
     // which ones do is only known in the walk below, and one batch costs what it costs.
-    bucketed?.lookup(redis, okRows.map((r) => r.phash!)),
+    bucketed?.lookup(redis, okRows.map((r) => ({ phash: r.phash!, ...(r.phashWeak !== undefined ? { weak: r.phashWeak } : {}) }))),
     replica?.sync(redis, keys),
   ]);
 
@@ -155,7 +155,7 @@ export async function decideChunk(
       decisions.push(null);
       continue;
     }
-    const probe = { caption: row.caption, image: { phash: row.phash! } } as unknown as Sample;
+    const probe = { caption: row.caption, image: { phash: row.phash!, phashWeak: row.phashWeak } } as unknown as Sample;
     const global = failedRules(probe, globalCtx);
     const local = row.localFailed ?? [];
     const failed = FILTER_RULES.filter((r) => local.includes(r) || global.failed.includes(r));

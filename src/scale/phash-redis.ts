@@ -13,10 +13,11 @@
 // The input index orders the entries as a single machine would have added them (chunks commit in
 // order, rows in a chunk in order): the first stored match is the one with the smallest index.
 //
-// A lookup takes a whole batch of queries (a chunk's candidate rows). It gathers the distinct bucket
-// keys that the probe plan of src/filters/phash-index.ts names for every query, reads them with MGETs
-// sent in pipelines of at most `keysPerRoundTrip` keys (one round trip for a 1,000-row chunk at
-// distance 6, a few at 10), and checks the entries locally. What it returns is a local PhashIndex
+// A lookup takes a whole batch of queries (a chunk's candidate rows, each a pHash and its weak-bit
+// mask). It gathers the distinct bucket keys that the probes of src/filters/phash-index.ts name for
+// every query (phashWeakProbes: 128 a query), reads them with MGETs sent in pipelines of at most
+// `keysPerRoundTrip` keys (a few round trips for a 1,000-row chunk), and checks the entries locally
+// by the same rule as PhashIndex.find. What it returns is a local PhashIndex
 // holding, in index order, the earliest stored match of each query. Searching that index and adding
 // the batch's own kept hashes to it in row order gives exactly the answers (and the reported match)
 // of one PhashIndex fed the whole run in order: a query's earliest stored match is in it, and the
@@ -34,9 +35,10 @@ import {
   MAX_NEAR_DUP_DISTANCE,
   PHASH_CHUNKS,
   PhashIndex,
+  parsePhashWords,
   phashChunkOf,
-  phashProbePlan,
-  probeMasksWithin,
+  phashWeakProbes,
+  MAX_WEAK_BITS_PER_CHUNK,
 } from '../filters/phash-index.js';
 import type { Keys } from './plan.js';
 import { queueError } from './state.js';
@@ -90,6 +92,12 @@ export function nearDupIndexOption(value: unknown): NearDupIndexKind {
   return value as NearDupIndexKind;
 }
 
+/** One lookup: a kept-candidate's pHash and its weak-bit mask (absent for rows from older shards). */
+export interface PhashQuery {
+  readonly phash: string;
+  readonly weak?: string;
+}
+
 /** What one batch lookup cost. */
 export interface PhashLookupStats {
   readonly queries: number;
@@ -129,14 +137,12 @@ function hex16(v: number): string {
 /** The bucketed pHash index of one queue, in Redis. Holds no state of its own besides its options. */
 export class RedisPhashIndex {
   readonly options: RedisPhashOptions;
-  readonly #plan: { chunk: number; radius: number }[];
 
   constructor(
     readonly keys: Keys,
     options: Partial<RedisPhashOptions> = {},
   ) {
     this.options = resolveRedisPhashOptions(options);
-    this.#plan = phashProbePlan(this.options.maxDistance);
   }
 
   /**
@@ -145,33 +151,33 @@ export class RedisPhashIndex {
    * the batch's kept hashes to it in row order, answers as one machine would. Throws TypeError on a
    * query that is not 16 lower-case hex digits, FILIP_ERR_QUEUE when Redis fails.
    */
-  async lookup(redis: Redis, queries: readonly string[]): Promise<{ index: PhashIndex; stats: PhashLookupStats }> {
+  async lookup(redis: Redis, queries: readonly PhashQuery[]): Promise<{ index: PhashIndex; stats: PhashLookupStats }> {
     const d = this.options.maxDistance;
     const n = queries.length;
     const hi = new Uint32Array(n);
     const lo = new Uint32Array(n);
+    const weakHi = new Uint32Array(n);
+    const weakLo = new Uint32Array(n);
     for (let q = 0; q < n; q++) {
-      const h = queries[q]!;
-      if (typeof h !== 'string' || !HEX.test(h)) throw new TypeError(`RedisPhashIndex: a hash must be 16 lower-case hex digits, got ${JSON.stringify(h)}`);
-      hi[q] = parseInt(h.slice(0, 8), 16) >>> 0;
-      lo[q] = parseInt(h.slice(8), 16) >>> 0;
+      const { phash, weak } = queries[q]!;
+      [hi[q], lo[q]] = parsePhashWords(phash, 'a hash');
+      if (weak !== undefined) [weakHi[q], weakLo[q]] = parsePhashWords(weak, 'a weak-bit mask');
     }
 
     // The distinct buckets of the whole batch: slot[c << 16 | v] is the bucket's place in `ids`.
     const slot = new Int32Array(PHASH_CHUNKS * BUCKET_VALUES).fill(-1);
     const ids: number[] = [];
+    const probe = new Uint32Array(PHASH_CHUNKS << MAX_WEAK_BITS_PER_CHUNK);
+    const flips = new Uint8Array(probe.length);
     let probes = 0;
-    for (const { chunk: c, radius } of this.#plan) {
-      const { masks } = probeMasksWithin(radius);
-      probes += masks.length * n;
-      for (let q = 0; q < n; q++) {
-        const base = (c << 16) | phashChunkOf(hi[q]!, lo[q]!, c);
-        for (let m = 0; m < masks.length; m++) {
-          const id = base ^ masks[m]!;
-          if (slot[id] === -1) {
-            slot[id] = ids.length;
-            ids.push(id);
-          }
+    for (let q = 0; q < n; q++) {
+      const count = phashWeakProbes(hi[q]!, lo[q]!, weakHi[q]!, weakLo[q]!, probe);
+      probes += count;
+      for (let m = 0; m < count; m++) {
+        const id = probe[m]!;
+        if (slot[id] === -1) {
+          slot[id] = ids.length;
+          ids.push(id);
         }
       }
     }
@@ -213,29 +219,27 @@ export class RedisPhashIndex {
     const bestIndex = new Float64Array(n).fill(Infinity);
     const bestHash: string[] = new Array(n);
     let candidates = 0;
-    for (const { chunk: c, radius } of this.#plan) {
-      const { masks, weights } = probeMasksWithin(radius);
-      for (let q = 0; q < n; q++) {
-        const qhi = hi[q]!;
-        const qlo = lo[q]!;
-        const key = phashChunkOf(qhi, qlo, c);
+    for (let q = 0; q < n; q++) {
+      const qhi = hi[q]!;
+      const qlo = lo[q]!;
+      const count = phashWeakProbes(qhi, qlo, weakHi[q]!, weakLo[q]!, probe, flips);
+      for (let m = 0; m < count; m++) {
+        const b = buckets[slot[probe[m]!]!];
+        if (!b) continue;
+        const c = probe[m]! >>> 16;
         const [qa, qb] = restOf(qhi, qlo, c);
-        for (let m = 0; m < masks.length; m++) {
-          const b = buckets[slot[(c << 16) | (key ^ masks[m]!)]!];
-          if (!b) continue;
-          // The bucket's chunk already differs in weights[m] bits.
-          const budget = d - weights[m]!;
-          candidates += b.length / PHASH_ENTRY_BYTES;
-          for (let o = 0; o + PHASH_ENTRY_BYTES <= b.length; o += PHASH_ENTRY_BYTES) {
-            const a = ((b[o]! << 24) | (b[o + 1]! << 16) | (b[o + 2]! << 8) | b[o + 3]!) >>> 0;
-            const r = (b[o + 4]! << 8) | b[o + 5]!;
-            if (popcount32(a ^ qa) + popcount32(r ^ qb) > budget) continue;
-            const i = REST_BYTES;
-            const index = b[o + i]! * 2 ** 32 + (((b[o + i + 1]! << 24) | (b[o + i + 2]! << 16) | (b[o + i + 3]! << 8) | b[o + i + 4]!) >>> 0);
-            if (index < bestIndex[q]!) {
-              bestIndex[q] = index;
-              bestHash[q] = hashOf(c, key ^ masks[m]!, a, r);
-            }
+        // The bucket's chunk already differs in flips[m] bits.
+        const budget = d - flips[m]!;
+        candidates += b.length / PHASH_ENTRY_BYTES;
+        for (let o = 0; o + PHASH_ENTRY_BYTES <= b.length; o += PHASH_ENTRY_BYTES) {
+          const a = ((b[o]! << 24) | (b[o + 1]! << 16) | (b[o + 2]! << 8) | b[o + 3]!) >>> 0;
+          const r = (b[o + 4]! << 8) | b[o + 5]!;
+          if (popcount32(a ^ qa) + popcount32(r ^ qb) > budget) continue;
+          const i = REST_BYTES;
+          const index = b[o + i]! * 2 ** 32 + (((b[o + i + 1]! << 24) | (b[o + i + 2]! << 16) | (b[o + i + 3]! << 8) | b[o + i + 4]!) >>> 0);
+          if (index < bestIndex[q]!) {
+            bestIndex[q] = index;
+            bestHash[q] = hashOf(c, probe[m]! & 0xffff, a, r);
           }
         }
       }

@@ -25,6 +25,12 @@ export const BASE_COLUMNS: readonly ColumnSpec[] = [
   { name: 'original_height', type: 'int32', nullable: false, doc: 'height as downloaded, after EXIF orientation, before resize' },
   { name: 'sha256', type: 'utf8', nullable: false, doc: 'hex sha256 of the downloaded bytes' },
   { name: 'phash', type: 'utf8', nullable: false, doc: '64-bit DCT perceptual hash, 16 hex digits' },
+  {
+    name: 'phash_weak',
+    type: 'utf8',
+    nullable: true,
+    doc: "the phash's weak-bit mask, 16 hex digits: per 16-bit chunk, the 5 bits closest to flipping, which near-duplicate lookups probe",
+  },
   { name: 'source', type: 'utf8', nullable: false, doc: 'manifest file and data row, as "FILE:ROW" (row 0-based)' },
 ];
 
@@ -63,6 +69,7 @@ export function sampleToRow(sample: Sample, keepCols: readonly string[]): ShardR
     original_height: img.originalHeight,
     sha256: img.sha256,
     phash: img.phash,
+    phash_weak: img.phashWeak ?? null,
     source: `${sample.source.file}:${sample.source.row}`,
   };
   for (const c of keepCols) row[EXTRA_PREFIX + c] = sample.extra[c] ?? null;

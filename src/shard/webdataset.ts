@@ -41,7 +41,7 @@ export const WEBDATASET_MEMBERS = {
   'KEY.jpg': 'the image as stored (KEY.webp / KEY.png for those formats)',
   'KEY.txt': 'the caption, UTF-8',
   'KEY.json':
-    'every other field: key, url, caption, width, height, original_width, original_height, image_format, sha256, phash, source, extra_* columns, back_translations, translation_failures',
+    'every other field: key, url, caption, width, height, original_width, original_height, image_format, sha256, phash, phash_weak, source, extra_* columns, back_translations, translation_failures',
   'KEY.viewN.jpg': 'AutoAugment view N (0-based), same format as the image; only with --augment-views K > 0',
 } as const;
 
@@ -262,6 +262,7 @@ export function webdatasetJson(sample: Sample, keepCols: readonly string[]): Rec
     image_format: img.format,
     sha256: img.sha256,
     phash: img.phash,
+    phash_weak: img.phashWeak ?? null,
     source: `${sample.source.file}:${sample.source.row}`,
   };
   for (const c of keepCols) json[EXTRA_PREFIX + c] = sample.extra[c] ?? null;
