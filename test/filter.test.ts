@@ -9,7 +9,8 @@ import { FilipError } from '../src/core/errors.js';
 import { generateDemoCorpus, writeDemoManifest, type DemoCorpus } from '../src/demo/corpus.js';
 import { DEMO_IMAGE_OPTIONS } from '../src/demo/phash.js';
 import { startDemoServer, type DemoServer } from '../src/demo/server.js';
-import { resolveFilterOptions, type FilterInput } from '../src/filters/filter.js';
+import { filterSamples, prepareFilter, resolveFilterOptions, type FilterInput } from '../src/filters/filter.js';
+import type { Sample } from '../src/core/sample.js';
 import { hasTooFewWords, isTooElongated, isTooSmall, wordCount } from '../src/filters/rules.js';
 import { runFilter } from '../src/pipeline/filter-run.js';
 import { runIngest, type IngestInput } from '../src/pipeline/ingest.js';
@@ -33,6 +34,59 @@ describe('rule predicates', () => {
     ];
     for (const [t, want] of table) assert.equal(hasTooFewWords(t, 2, 5), want, JSON.stringify(t));
     assert.equal(wordCount('  a\tb\nc  '), 3);
+  });
+});
+
+describe('near_duplicate and the weak-bit mask', () => {
+  function sample(row: number, phash: string, phashWeak?: string): Sample {
+    return {
+      key: `0000${String(row).padStart(9, '0')}`,
+      index: row,
+      url: `https://example.com/${row}.jpg`,
+      caption: `a picture number ${row}`,
+      source: { file: 'manifest.tsv', row },
+      extra: {},
+      status: 'ok',
+      image: {
+        bytes: Buffer.from([0xff, 0xd8]),
+        format: 'jpeg',
+        width: 256,
+        height: 256,
+        originalWidth: 512,
+        originalHeight: 512,
+        sha256: String(row).padStart(64, '0'),
+        phash,
+        ...(phashWeak === undefined ? {} : { phashWeak }),
+      },
+    };
+  }
+
+  test('a copy 16 bits away with no chunk intact is caught only through its weak bits', async () => {
+    const options = resolveFilterOptions({ disable: ['image_too_small', 'aspect_ratio', 'meaningless_text', 'not_english', 'repeated_text'] });
+    assert.deepEqual(options.rules, ['near_duplicate']);
+    assert.equal(options.nearDupDistance, 16);
+    const work = await fs.mkdtemp(path.join(os.tmpdir(), 'filip-weak-'));
+    const ctx = await prepareFilter(options, async function* () {}, work);
+    const rows = [
+      sample(0, '0000000000000000', '001f001f001f001f'), // kept
+      sample(1, '000f000f000f000f', '000f000000000000'), // 16 bits; chunk 0's flips are its weak bits
+      sample(2, '00f000f000f000f0'), // 16 bits, no mask (an older shard): no chunk intact
+      sample(3, '0f000f000f000f00', '00f0000000000000'), // 16 bits from row 0; its weak bits miss the flips
+      sample(4, '001f001f001f0000', '0000000000000000'), // 15 bits, chunk 3 intact
+      sample(5, '001f001f001f001f', '001f001f001f001f'), // 20 bits: beyond the distance
+    ];
+    async function* source(): AsyncGenerator<Sample> {
+      yield* rows;
+    }
+    const out: Sample[] = [];
+    for await (const s of filterSamples(source(), ctx)) out.push(s);
+    await ctx.close();
+    await fs.rm(work, { recursive: true, force: true });
+    assert.deepEqual(
+      out.map((s) => `${s.index} ${s.status} ${s.reason ?? ''}`.trim()),
+      ['0 ok', '1 rejected near_duplicate', '2 ok', '3 ok', '4 rejected near_duplicate', '5 ok'],
+    );
+    assert.match(out[1]!.errorMessage!, /near duplicate of a kept image \(phash 0000000000000000\)/);
   });
 });
 

@@ -110,6 +110,9 @@ test('every row is in a shard or in the reject log with the right reason', async
     const meta = await sharp(r.image as Uint8Array).metadata();
     assert.deepEqual([meta.format, meta.width, meta.height], ['jpeg', r.width, r.height]);
     assert.match(String(r.phash), /^[0-9a-f]{16}$/);
+    // The weak-bit mask: 5 of the 16 bits of every chunk.
+    assert.match(String(r.phash_weak), /^[0-9a-f]{16}$/);
+    for (let c = 0; c < 4; c++) assert.equal([...parseInt(String(r.phash_weak).slice(4 * c, 4 * c + 4), 16).toString(2)].filter((b) => b === '1').length, 5);
     assert.match(String(r.source), /manifest\.tsv:\d+$/);
     assert.match(String(r.extra_tag), /^tag\d+$/);
   }

@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import sharp from 'sharp';
 import { photo, prng } from '../scripts/make-fixtures.js';
-import { PHASH_BLOCK, PHASH_GRID, dct2d, hamming, lumaGrid, phashFromPixels } from '../src/image/phash.js';
+import { PHASH_BLOCK, PHASH_GRID, PHASH_WEAK_BITS, dct2d, hamming, lumaGrid, phashFromPixels, phashWithWeakBits } from '../src/image/phash.js';
 import { DEFAULT_IMAGE_OPTIONS, processImage } from '../src/image/process.js';
 
 /** The DCT-II straight from its definition, O(n^4). */
@@ -158,3 +158,49 @@ describe('phash through processImage', () => {
     }
   });
 });
+
+describe('phashWithWeakBits', () => {
+  /** Bit i (0 = the most significant) of a 16-hex-digit word pair. */
+  const bit = (hex: string, i: number): number => (parseInt(hex[i >> 2]!, 16) >> (3 - (i & 3))) & 1;
+
+  for (const seed of [1, 2, 3, 4, 5]) {
+    it(`marks, in each 16-bit chunk, the ${PHASH_WEAK_BITS} coefficients closest to the median (grid ${seed})`, () => {
+      const grid = randomGrid(PHASH_GRID, seed);
+      const { phash, weak } = phashWithWeakBits(grid);
+      assert.equal(phash, phashFromPixels(grid));
+      const block = Array.from(dct2d(grid, PHASH_GRID, PHASH_BLOCK));
+      const sorted = [...block].sort((a, b) => a - b);
+      const median = (sorted[31]! + sorted[32]!) / 2;
+      for (let c = 0; c < 4; c++) {
+        const marked = Array.from({ length: 16 }, (_, j) => c * 16 + j).filter((i) => bit(weak, i) === 1);
+        assert.equal(marked.length, PHASH_WEAK_BITS, `chunk ${c}`);
+        const margin = (i: number): number => Math.abs(block[i]! - median);
+        const unmarked = Array.from({ length: 16 }, (_, j) => c * 16 + j).filter((i) => bit(weak, i) === 0);
+        // Every marked coefficient is at least as close to the median as every unmarked one.
+        assert.ok(Math.max(...marked.map(margin)) <= Math.min(...unmarked.map(margin)), `chunk ${c}`);
+      }
+    });
+  }
+
+  it('processImage stores the mask; the bits transformed copies turn over are mostly weak bits', async () => {
+    let flipped = 0;
+    let weakFlipped = 0;
+    for (let seed = 0; seed < 12; seed++) {
+      const bytes = await photo(480, 360, 500 + seed).jpeg({ quality: 90 }).toBuffer();
+      const copy = await sharp(bytes).resize(300).modulate({ brightness: 1.15 }).jpeg({ quality: 40 }).toBuffer();
+      const a = await processImage(bytes, DEFAULT_IMAGE_OPTIONS);
+      const b = await processImage(copy, DEFAULT_IMAGE_OPTIONS);
+      assert.ok(a.ok && b.ok);
+      assert.match(b.image.phashWeak ?? '', /^[0-9a-f]{16}$/);
+      for (let i = 0; i < 64; i++) {
+        if (bit(a.image.phash, i) === bit(b.image.phash, i)) continue;
+        flipped++;
+        if (bit(b.image.phashWeak!, i) === 1) weakFlipped++;
+      }
+    }
+    // 20 of 64 bits are weak: chance alone would put under a third of the flips there.
+    assert.ok(flipped >= 6, `${flipped} bits flipped in 12 copies`);
+    assert.ok(weakFlipped >= 0.7 * flipped, `${weakFlipped} of ${flipped} flipped bits are weak bits of the copy`);
+  });
+});
+
