@@ -10,6 +10,7 @@ import { after, before, describe, test } from 'node:test';
 import sharp from 'sharp';
 import { makePhotoCorpus, renderPhoto, PHOTO_ASPECT, PHOTO_LONG_SIDE } from '../bench/photos.js';
 import { FilipError } from '../src/core/errors.js';
+import { mulberry32 } from '../src/core/random.js';
 import { isReasonCode, type ReasonCode } from '../src/core/reasons.js';
 import {
   DEMO_FILTER_REASONS,
@@ -25,7 +26,8 @@ import {
   type DemoCorpus,
   type DemoFilterReason,
 } from '../src/demo/corpus.js';
-import { hammingDistance, imageHash } from '../src/demo/phash.js';
+import { hammingDistance, imageHashes, matchUnderRule } from '../src/demo/phash.js';
+import { DEFAULT_NEAR_DUP_DISTANCE, PhashIndex } from '../src/filters/phash-index.js';
 import { startDemoServer, startStaticServer } from '../src/demo/server.js';
 
 /** The ingest outcomes the corpus promises to plant (the brief's list). */
@@ -180,7 +182,12 @@ describe('generateDemoCorpus', () => {
 
   test('near duplicates are close to an earlier original; distinct scenes are far apart', async () => {
     const hashes = new Map<string, bigint>();
-    for (const s of corpus.scenes) hashes.set(s.id, await imageHash(await readFile(join(corpus.dir, s.file))));
+    const withWeak = new Map<string, { hash: bigint; weak: bigint }>();
+    for (const s of corpus.scenes) {
+      const both = await imageHashes(await readFile(join(corpus.dir, s.file)));
+      hashes.set(s.id, both.hash);
+      withWeak.set(s.id, both);
+    }
     const rowOfScene = new Map(corpus.rows.filter((r) => r.sceneId !== '').map((r) => [r.sceneId, r.row] as const));
     const copies = filterRows('near_duplicate');
     assert.ok(copies.length >= 2);
@@ -196,6 +203,8 @@ describe('generateDemoCorpus', () => {
       for (let j = i + 1; j < distinct.length; j++) {
         const d = hammingDistance(hashes.get(distinct[i]!.id)!, hashes.get(distinct[j]!.id)!);
         assert.ok(d >= DEMO_MIN_HASH_DISTANCE, `${distinct[i]!.id} and ${distinct[j]!.id} are ${d} bits apart`);
+        // Nor would the near_duplicate rule match them, whichever came first.
+        assert.ok(!matchUnderRule(withWeak.get(distinct[i]!.id)!, withWeak.get(distinct[j]!.id)!, DEFAULT_NEAR_DUP_DISTANCE), `${distinct[i]!.id} and ${distinct[j]!.id} match under the rule`);
       }
     }
   });
@@ -383,3 +392,27 @@ describe('makePhotoCorpus', () => {
     }
   });
 });
+
+test('matchUnderRule says what PhashIndex says, with either picture kept', () => {
+  const rand = mulberry32(17);
+  const word = (): bigint => (BigInt(Math.floor(rand() * 2 ** 32)) << 32n) | BigInt(Math.floor(rand() * 2 ** 32));
+  const hex = (x: bigint): string => x.toString(16).padStart(16, '0');
+  let matched = 0;
+  for (let k = 0; k < 2000; k++) {
+    const a = { hash: word(), weak: word() & word() & word() & 0x7777777777777777n };
+    // b: a with a few bits flipped in some chunks, or unrelated.
+    let flips = 0n;
+    for (let i = 0; i < Math.floor(rand() * 20); i++) flips |= 1n << BigInt(Math.floor(rand() * 64));
+    const b = { hash: rand() < 0.9 ? a.hash ^ flips : word(), weak: word() & word() & word() & 0x7777777777777777n };
+    const index = (kept: typeof a, query: typeof a): boolean => {
+      const i = new PhashIndex(DEFAULT_NEAR_DUP_DISTANCE);
+      i.add(hex(kept.hash));
+      return i.has(hex(query.hash), hex(query.weak));
+    };
+    const want = index(a, b) || index(b, a);
+    assert.equal(matchUnderRule(a, b, DEFAULT_NEAR_DUP_DISTANCE), want, `${hex(a.hash)} ${hex(b.hash)}`);
+    if (want) matched++;
+  }
+  assert.ok(matched > 200 && matched < 1800, `${matched} of 2000 match`);
+});
+

@@ -13,7 +13,7 @@ import { FilipError } from '../core/errors.js';
 import { intOption, rejectUnknownKeys } from '../core/options.js';
 import type { ReasonCode } from '../core/reasons.js';
 import { DEFAULT_NEAR_DUP_DISTANCE } from '../filters/phash-index.js';
-import { hammingDistance, imageHash } from './phash.js';
+import { hammingDistance, imageHash, imageHashes, matchUnderRule } from './phash.js';
 import { deriveSeed, Rng } from './random.js';
 import { planScene, renderScene, scaleObjects, type DemoBackground, type DemoObject, type SceneSpec } from './scene.js';
 import { mapLimit } from '../pipeline/pool.js';
@@ -178,10 +178,10 @@ const CONTENT_TYPES: Record<DemoImageFormat, string> = {
 const EXTENSIONS: Record<DemoImageFormat, string> = { jpeg: 'jpg', png: 'png', webp: 'webp' };
 
 /**
- * Distinct scenes differ in at least this many of 64 hash bits (unrelated images average 32): more
- * than the filter's near-duplicate distance, so no two of them can match whatever the weak bits.
+ * Distinct scenes differ in at least this many of 64 hash bits (unrelated images average 32), and no
+ * two of them match under the near_duplicate rule at its default distance (matchUnderRule).
  */
-export const DEMO_MIN_HASH_DISTANCE = DEFAULT_NEAR_DUP_DISTANCE + 1;
+export const DEMO_MIN_HASH_DISTANCE = 14;
 /** A planted near duplicate is at most this many bits from its original. */
 export const DEMO_MAX_COPY_DISTANCE = 2;
 
@@ -268,23 +268,25 @@ interface SceneJob {
 interface Candidate {
   readonly image: SceneImage;
   readonly hash: bigint;
+  /** The hash's weak-bit mask, as ingest computes it. */
+  readonly weak: bigint;
 }
 
 async function makeCandidate(job: SceneJob, attempt: number): Promise<Candidate> {
   const rng = new Rng(deriveSeed(job.seed, attempt));
   const spec = planScene(rng, job.size);
   const { format, quality } = pickFormat(rng);
-  if (job.captionOnly) return { image: { ...body(Buffer.alloc(0), format), spec, format }, hash: 0n };
+  if (job.captionOnly) return { image: { ...body(Buffer.alloc(0), format), spec, format }, hash: 0n, weak: 0n };
   const bytes = await encode(renderScene(spec), format, quality);
-  return { image: { ...body(bytes, format), spec, format }, hash: await imageHash(bytes) };
+  return { image: { ...body(bytes, format), spec, format }, ...(await imageHashes(bytes)) };
 }
 
 /** Accepts scenes in job order, so the outcome does not depend on which render finished first. */
 class SceneMaker {
   /** Normalised captions in use: a good row's caption must not repeat. */
   private readonly captions = new Set<string>();
-  /** Hashes of the scenes that must stay apart from one another. */
-  private readonly hashes: bigint[] = [];
+  /** Hashes (and weak-bit masks) of the scenes that must stay apart from one another. */
+  private readonly hashes: { hash: bigint; weak: bigint }[] = [];
   private readonly jobs: SceneJob[] = [];
   private first: Candidate[] = [];
   private next = 0;
@@ -317,9 +319,9 @@ class SceneMaker {
     for (let attempt = 0; attempt < 200; attempt++) {
       const c = attempt === 0 ? this.first[ticket]! : await makeCandidate(job, attempt);
       if (this.captions.has(normaliseCaption(c.image.spec.caption))) continue;
-      if (job.distinct && this.hashes.some((h) => hammingDistance(h, c.hash) < DEMO_MIN_HASH_DISTANCE)) continue;
+      if (job.distinct && this.hashes.some((h) => hammingDistance(h.hash, c.hash) < DEMO_MIN_HASH_DISTANCE || matchUnderRule(h, c, DEFAULT_NEAR_DUP_DISTANCE))) continue;
       this.claim(c.image.spec.caption);
-      if (job.distinct) this.hashes.push(c.hash);
+      if (job.distinct) this.hashes.push({ hash: c.hash, weak: c.weak });
       return c;
     }
     throw new Error(`cannot plan a distinct ${job.size.width}x${job.size.height} scene`);

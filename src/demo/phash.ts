@@ -10,8 +10,28 @@ export const DEMO_IMAGE_OPTIONS: ImageOptions = resolveImageOptions({ resizeMode
 
 /** The pHash ingest would store for these bytes, as a bigint (0n for bytes it would reject). */
 export async function imageHash(input: Buffer): Promise<bigint> {
+  return (await imageHashes(input)).hash;
+}
+
+/** The pHash and its weak-bit mask ingest would store, as bigints (0n, 0n for bytes it would reject). */
+export async function imageHashes(input: Buffer): Promise<{ hash: bigint; weak: bigint }> {
   const r = await processImage(input, DEMO_IMAGE_OPTIONS);
-  return r.ok ? BigInt(`0x${r.image.phash}`) : 0n;
+  return r.ok ? { hash: BigInt(`0x${r.image.phash}`), weak: BigInt(`0x${r.image.phashWeak ?? '0'}`) } : { hash: 0n, weak: 0n };
+}
+
+/**
+ * Whether the near_duplicate rule (src/filters/phash-index.ts) would match these two pictures, either
+ * one kept and the other looked up: within `distance` bits and, in some 16-bit chunk, different only
+ * in the looked-up one's weak bits.
+ */
+export function matchUnderRule(a: { hash: bigint; weak: bigint }, b: { hash: bigint; weak: bigint }, distance: number): boolean {
+  if (hammingDistance(a.hash, b.hash) > distance) return false;
+  const diff = a.hash ^ b.hash;
+  for (const weak of [a.weak, b.weak]) {
+    const rest = diff & ~weak;
+    for (let c = 0n; c < 4n; c++) if (((rest >> (16n * c)) & 0xffffn) === 0n) return true;
+  }
+  return false;
 }
 
 export function hammingDistance(a: bigint, b: bigint): number {
