@@ -13,7 +13,7 @@
 // Memory: `--records` synthetic records go into a fresh redis-server through the same slot functions
 // and keys the committer uses (src/scale/state.ts), one structure at a time, with INFO memory
 // (used_memory) read before and after each. Then the cost of near_duplicate at that size, for a chunk
-// of 100 and of 1,000 rows at distance 16 (the default) and 6: with the bucketed index in Redis (the
+// of 100 and of 1,000 rows at the default distance and 6: with the bucketed index in Redis (the
 // default; round trips, keys and bytes read, seconds, median of 3), and with a committer's replica of
 // the pHash log (its load on a worker's first commit, then per chunk a sync and local lookups).
 //

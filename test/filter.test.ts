@@ -62,9 +62,9 @@ describe('near_duplicate and the weak-bit mask', () => {
   }
 
   test('a copy 16 bits away with no chunk intact is caught only through its weak bits', async () => {
-    const options = resolveFilterOptions({ disable: ['image_too_small', 'aspect_ratio', 'meaningless_text', 'not_english', 'repeated_text'] });
+    assert.equal(resolveFilterOptions().nearDupDistance, 10);
+    const options = resolveFilterOptions({ disable: ['image_too_small', 'aspect_ratio', 'meaningless_text', 'not_english', 'repeated_text'], nearDupDistance: 16 });
     assert.deepEqual(options.rules, ['near_duplicate']);
-    assert.equal(options.nearDupDistance, 16);
     const work = await fs.mkdtemp(path.join(os.tmpdir(), 'filip-weak-'));
     const ctx = await prepareFilter(options, async function* () {}, work);
     const rows = [

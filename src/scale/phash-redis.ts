@@ -65,7 +65,7 @@ const HEX = /^[0-9a-f]{16}$/;
 if (PHASH_CHUNKS !== 4) throw new Error(`phash-redis.ts assumes 4 chunks of 16 bits, phash-index.ts has ${PHASH_CHUNKS}`);
 
 export interface RedisPhashOptions {
-  /** Largest Hamming distance, in bits, at which two hashes are near duplicates. @default DEFAULT_NEAR_DUP_DISTANCE (16) */
+  /** Largest Hamming distance, in bits, at which two hashes are near duplicates. @default DEFAULT_NEAR_DUP_DISTANCE (10) */
   readonly maxDistance: number;
   /**
    * Bucket keys read per round trip (a pipeline of MGETs). Bounds the reply Redis buffers at once:

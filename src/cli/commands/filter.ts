@@ -15,7 +15,7 @@ export function filterFlags<T>(y: Argv<T>) {
     .option('max-aspect', { type: 'number', default: 3, describe: 'aspect_ratio: maximum longer/shorter side' })
     .option('max-repeats', { type: 'number', default: 10, describe: 'repeated_text: a caption may occur at most this many times' })
     .option('language', { type: 'string', choices: Object.keys(LANGUAGE_ENGINES), default: 'filip', describe: 'not_english: identifier' })
-    .option('near-dup-distance', { type: 'number', describe: 'near_duplicate and contaminated: maximum Hamming distance of perceptual hashes (default 16; matched through the weak-bit probes, see ARCHITECTURE.md)' })
+    .option('near-dup-distance', { type: 'number', describe: 'near_duplicate and contaminated: maximum Hamming distance of perceptual hashes (default 10; 16 reaches 95% of transformed copies but matches ~50 unrelated images per million kept: see ARCHITECTURE.md)' })
     .option('decontaminate', { type: 'string', array: true, default: [] as string[], describe: 'folders/files of evaluation images or shards to keep out' });
 }
 
