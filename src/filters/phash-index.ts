@@ -18,17 +18,19 @@
 // Layout. All hashes sit in add order in two Uint32Arrays (hi, lo). Each chunk's table is in CSR
 // form over the hashes added before the last merge, held in the memory of a small WebAssembly module
 // (phash-scan.wat) that scans the probed buckets: bucket offsets, then per entry the full hash (i64)
-// and, in a parallel array, its insertion number. Hashes added since the last merge form a tail,
-// chained per bucket in JavaScript (with its own small copy of the hashes, so chain walks stay in
-// cache). The tail is merged once it holds a sixteenth of the frozen hashes: each bucket's old run is
-// copied as it is and the bucket's tail entries appended, so the total work stays linear.
+// and, in a parallel array, its insertion number. Hashes added since the last merge form a tail in
+// the same memory (its hashes, and per chunk a chain per bucket), which the scan walks only when the
+// tables hold no match (tail hashes came later). The tail is merged once it holds a thirty-second of
+// the frozen hashes (a sixteenth cost ~20% of the lookups that find nothing, in chain walks): each
+// bucket's old run is copied as it is and the bucket's tail entries appended, so the total work
+// stays linear (a million adds: ~2.7 s).
 //
 // Memory per stored hash: 8 (hi, lo) + 4 chunks x 12 (hash, insertion number) = 56 bytes, plus 24 per
-// tail slot (a sixteenth as many) and growth room; 1 MiB of bucket offsets on top. A merge briefly
-// holds the new tables twice. `bytes` gives the exact total.
+// tail slot (a thirty-second as many) and growth room; 2 MiB of bucket offsets and chain heads on
+// top. A merge briefly holds the new tables twice. `bytes` gives the exact total.
 //
 // Speed (bench/phash-index.ts, 1,000,000 random hashes, queries with 5 random weak bits a chunk,
-// one core of a shared 2-core VM): about 130,000 lookups/s, at any maxDistance.
+// one core of a shared 2-core VM): 105,000-125,000 lookups/s, at any maxDistance.
 //
 // Hashes are parsed from hex once per add or find; no string is kept.
 
@@ -64,9 +66,9 @@ export const PHASH_CHUNKS = CHUNKS;
 /** Most weak bits a query may have in one chunk (2^8 probes there). */
 export const MAX_WEAK_BITS_PER_CHUNK = 8;
 const BUCKETS = 1 << 16;
-/** The tail is merged once it holds this many hashes or a sixteenth of the frozen ones, whichever is more. */
+/** The tail is merged once it holds this many hashes or a thirty-second of the frozen ones, whichever is more. */
 const MIN_TAIL = 4096;
-const TAIL_SHIFT = 4;
+const TAIL_SHIFT = 5;
 const NONE = 0xffffffff;
 /** Bytes of one chunk's bucket offsets (u32[65537]), as phash-scan.wat assumes. */
 const OFFSETS_BYTES = (BUCKETS + 1) * 4;
@@ -127,6 +129,15 @@ export function phashWeakProbes(hi: number, lo: number, weakHi: number, weakLo: 
 
 /** The words of a 16-hex-digit hash or mask; throws TypeError naming `what` otherwise. */
 export function parsePhashWords(value: string, what: string): [number, number] {
+  parseInto(value, what);
+  return [parsedHi, parsedLo];
+}
+
+// parseInto() leaves its two words here: find() and add() parse without allocating.
+let parsedHi = 0;
+let parsedLo = 0;
+
+function parseInto(value: string, what: string): void {
   if (typeof value === 'string' && value.length === 16) {
     let hi = 0;
     let lo = 0;
@@ -139,7 +150,11 @@ export function parsePhashWords(value: string, what: string): [number, number] {
       if (i < 8) hi = (hi << 4) | (digit & 15);
       else lo = (lo << 4) | (digit & 15);
     }
-    if (ok) return [hi >>> 0, lo >>> 0];
+    if (ok) {
+      parsedHi = hi >>> 0;
+      parsedLo = lo >>> 0;
+      return;
+    }
   }
   throw new TypeError(`PhashIndex: ${what} must be 16 lower-case hex digits, got ${JSON.stringify(value)}`);
 }
@@ -190,7 +205,9 @@ export class PhashIndex {
 
   /** Stores a hash. Throws TypeError unless it is 16 lower-case hex digits. */
   add(hash: string): void {
-    const [h, l] = parsePhashWords(hash, 'a hash');
+    parseInto(hash, 'a hash');
+    const h = parsedHi;
+    const l = parsedLo;
     const id = this.#size;
     if (id === this.#hi.length) {
       const grown = Math.ceil(id * 1.5);
@@ -220,8 +237,16 @@ export class PhashIndex {
    * and the mask marks at most MAX_WEAK_BITS_PER_CHUNK bits per chunk.
    */
   find(hash: string, weak?: string): string | undefined {
-    const [qhi, qlo] = parsePhashWords(hash, 'a hash');
-    const [whi, wlo] = weak === undefined ? [0, 0] : parsePhashWords(weak, 'a weak-bit mask');
+    parseInto(hash, 'a hash');
+    const qhi = parsedHi;
+    const qlo = parsedLo;
+    let whi = 0;
+    let wlo = 0;
+    if (weak !== undefined) {
+      parseInto(weak, 'a weak-bit mask');
+      whi = parsedHi;
+      wlo = parsedLo;
+    }
     const n = phashWeakProbes(qhi, qlo, whi, wlo, this.#probes);
     const frozen = this.#frozen;
     const best =

@@ -13,7 +13,7 @@
 // per chunk (the buckets its rows probe, in a few pipelined MGETs) and holds nothing between chunks.
 // The `replica` alternative: the committer keeps a replica of the log `n` in a local PhashIndex and
 // brings it up to date with one GETRANGE of what was appended since it last looked; faster per chunk
-// and 15 bytes a record in Redis (72 for the index), but every committer holds all hashes (57 bytes each) and loads them
+// and 15 bytes a record in Redis (72 for the index), but every committer holds all hashes (about 59 bytes each) and loads them
 // on its first commit. Figures for both: docs/scale-out.md.
 //
 // This state is written only by two Lua scripts, each atomic: applyCounts (a chunk's caption counts, once,

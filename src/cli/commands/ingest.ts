@@ -50,7 +50,7 @@ export function ingestFlags<T>(y: Argv<T>) {
     .option('rows-per-job', { type: 'number', default: DEFAULT_ROWS_PER_JOB, describe: 'input rows per chunk job (--queue) or partition block (--partitions)' })
     .option('bucket-bits', { type: 'number', default: DEFAULT_BUCKET_BITS, describe: '--queue: 2^bits Redis buckets per dedupe structure (raise to 22 for 300M rows)' })
     .option('wait', { type: 'boolean', default: false, describe: '--queue: wait until the workers have committed every chunk' })
-    .option('near-dup-index', { type: 'string', choices: NEAR_DUP_INDEXES, default: DEFAULT_NEAR_DUP_INDEX, describe: '--queue: near-duplicate index bucketed in Redis, or a Redis log plus a local replica per committer (faster, 57 B per kept row in each)' })
+    .option('near-dup-index', { type: 'string', choices: NEAR_DUP_INDEXES, default: DEFAULT_NEAR_DUP_INDEX, describe: '--queue: near-duplicate index bucketed in Redis, or a Redis log plus a local replica per committer (faster, ~59 B per kept row in each)' })
     .option('partitions', { type: 'number', default: 1, describe: 'process one of N slices of the manifests (no Redis); then `filip-data merge`' })
     .option('partition', { type: 'number', default: 0, describe: 'which slice, 0 to N-1 (with --partitions)' })
     .option('partition-index', { type: 'string', describe: 'with --partitions: file of where each block starts, written by the first partition that lacks it, so each partition reads only its own blocks' });
