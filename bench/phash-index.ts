@@ -17,7 +17,7 @@
 import { availableParallelism, cpus, loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import { Rng } from '../src/demo/random.js';
-import { DEFAULT_NEAR_DUP_DISTANCE, PhashIndex } from '../src/filters/phash-index.js';
+import { DEFAULT_NEAR_DUP_DISTANCE, PhashIndex, phashChunkOf } from '../src/filters/phash-index.js';
 import { PHASH_WEAK_BITS } from '../src/image/phash.js';
 
 const TARGET = 100_000;
@@ -123,11 +123,6 @@ function makeQueries(corpus: Corpus, d: number, bits: number, count: number, see
   return out;
 }
 
-function chunkOf(hi: number, lo: number, c: number): number {
-  const word = c < 2 ? hi : lo;
-  return (c & 1) === 0 ? word >>> 16 : word & 0xffff;
-}
-
 /** The same question answered by scanning every stored hash in add order, with the index's definition. */
 function linearFind(corpus: Corpus, d: number, query: Query): number {
   const [qh, ql, wh, wl] = query.words;
@@ -135,7 +130,7 @@ function linearFind(corpus: Corpus, d: number, query: Query): number {
   for (let i = 0; i < hi.length; i++) {
     if (popcount32(hi[i]! ^ qh) + popcount32(lo[i]! ^ ql) > d) continue;
     for (let c = 0; c < 4; c++) {
-      if (((chunkOf(hi[i]!, lo[i]!, c) ^ chunkOf(qh, ql, c)) & ~chunkOf(wh, wl, c) & 0xffff) === 0) return i;
+      if (((phashChunkOf(hi[i]!, lo[i]!, c) ^ phashChunkOf(qh, ql, c)) & ~phashChunkOf(wh, wl, c) & 0xffff) === 0) return i;
     }
   }
   return -1;

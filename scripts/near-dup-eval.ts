@@ -37,7 +37,7 @@ import { inflateSync } from 'node:zlib';
 import sharp from 'sharp';
 import { deriveSeed, Rng } from '../src/demo/random.js';
 import { DEFAULT_NEAR_DUP_DISTANCE } from '../src/filters/phash-index.js';
-import { dct2d, lumaGrid, PHASH_BLOCK, PHASH_GRID, PHASH_WEAK_BITS, phashFromPixels } from '../src/image/phash.js';
+import { dct2d, lumaGrid, PHASH_BLOCK, PHASH_GRID, PHASH_WEAK_BITS, phashFromPixels, phashWithWeakBits } from '../src/image/phash.js';
 import { processImage, resolveImageOptions } from '../src/image/process.js';
 import { mapLimit } from '../src/pipeline/pool.js';
 
@@ -628,31 +628,14 @@ interface WeakResult {
   readonly fprAt: (d: number) => number;
 }
 
-/** Hash words and, per `weak`, the mask of each chunk's `weak` least reliable bits (bit 0 = the hash's top bit). */
+/** Hash words and, per `weak`, the mask of each chunk's `weak` least reliable bits (phashWithWeakBits). */
 async function weakKeys(stored: Buffer): Promise<{ hi: number; lo: number; masks: Map<number, [number, number]> }> {
   const { data, info } = await sharp(stored).removeAlpha().raw().toBuffer({ resolveWithObject: true });
-  const block = dct2d(lumaGrid(data, info.width, info.height, info.channels, 2), PHASH_GRID, PHASH_BLOCK);
-  for (let i = 0; i < block.length; i++) if (Math.abs(block[i]!) < 1e-6) block[i] = 0;
-  const sorted = Float64Array.from(block).sort();
-  const median = (sorted[31]! + sorted[32]!) / 2;
-  const set = (w: [number, number], i: number): void => {
-    if (i < 32) w[0] = (w[0] | (1 << (31 - i))) >>> 0;
-    else w[1] = (w[1] | (1 << (63 - i))) >>> 0;
-  };
-  const bits: [number, number] = [0, 0];
-  for (let i = 0; i < 64; i++) if (block[i]! > median) set(bits, i);
+  const grid = lumaGrid(data, info.width, info.height, info.channels, 2);
   const masks = new Map<number, [number, number]>();
-  for (const weak of WEAK_PROBE_BITS) {
-    const mask: [number, number] = [0, 0];
-    for (let c = 0; c < 4; c++) {
-      const byWeakness = Array.from({ length: 16 }, (_, j) => c * 16 + j).sort(
-        (a, b) => Math.abs(block[a]! - median) - Math.abs(block[b]! - median) || a - b,
-      );
-      for (const i of byWeakness.slice(0, weak)) set(mask, i);
-    }
-    masks.set(weak, mask);
-  }
-  return { hi: bits[0], lo: bits[1], masks };
+  for (const weak of WEAK_PROBE_BITS) masks.set(weak, words(phashWithWeakBits(grid, weak).weak));
+  const [hi, lo] = words(phashFromPixels(grid));
+  return { hi, lo, masks };
 }
 
 async function measureWeakProbes(pictures: readonly Picture[], concurrency: number): Promise<WeakResult[]> {

@@ -142,9 +142,13 @@ export const PHASH_WEAK_BITS = 5;
 
 /**
  * The perceptual hash of a grey grid (as phashFromPixels) and its weak-bit mask: in each 16-bit
- * chunk, the PHASH_WEAK_BITS bits whose coefficient lies closest to the median. Both 16 hex digits.
+ * chunk, the `weakBits` (default PHASH_WEAK_BITS) bits whose coefficient lies closest to the median.
+ * Both 16 hex digits.
  */
-export function phashWithWeakBits(grey: ArrayLike<number>): { phash: string; weak: string } {
+export function phashWithWeakBits(grey: ArrayLike<number>, weakBits: number = PHASH_WEAK_BITS): { phash: string; weak: string } {
+  if (!Number.isInteger(weakBits) || weakBits < 0 || weakBits > 16) {
+    throw new RangeError(`phashWithWeakBits: weakBits must be an integer from 0 to 16, got ${weakBits}`);
+  }
   const block = dct2d(grey, PHASH_GRID, PHASH_BLOCK);
   for (let i = 0; i < block.length; i++) if (Math.abs(block[i]!) < 1e-6) block[i] = 0;
   const sorted = Float64Array.from(block).sort();
@@ -161,7 +165,7 @@ export function phashWithWeakBits(grey: ArrayLike<number>): { phash: string; wea
   let weakLo = 0;
   for (let c = 0; c < 4; c++) {
     let taken = 0;
-    for (let k = 0; k < PHASH_WEAK_BITS; k++) {
+    for (let k = 0; k < weakBits; k++) {
       let best = -1;
       let bestMargin = Infinity;
       for (let j = 0; j < 16; j++) {
