@@ -27,6 +27,12 @@ export async function countShardRows(files: readonly string[]): Promise<number> 
   return n;
 }
 
+const HEX16 = /^[0-9a-f]{16}$/;
+
+function badHash(file: string, row: number, field: string, value: unknown): never {
+  throw new FilipError('FILIP_ERR_SHARD', `${field} must be 16 lower-case hex digits, got ${JSON.stringify(value)}`, { file, row, field });
+}
+
 function parseSource(text: string): { file: string; row: number } {
   const sep = text.lastIndexOf(':');
   return { file: text.slice(0, sep), row: Number(text.slice(sep + 1)) };
@@ -44,10 +50,17 @@ export async function* readShardSamples(files: readonly string[], startIndex = 0
       index += rows;
       continue;
     }
+    let row = -1;
     for await (const r of iterateShard(file)) {
+      row++;
       if (index < startIndex) {
         index++;
         continue;
+      }
+      // The near-duplicate rules parse these; a bad one names its file, row and column here.
+      if (typeof r.phash !== 'string' || !HEX16.test(r.phash)) badHash(file, row, 'phash', r.phash);
+      if (r.phash_weak !== null && r.phash_weak !== undefined && (typeof r.phash_weak !== 'string' || !HEX16.test(r.phash_weak))) {
+        badHash(file, row, 'phash_weak', r.phash_weak);
       }
       const extra: Record<string, string | null> = {};
       for (const [k, v] of Object.entries(r)) {
