@@ -12,7 +12,8 @@ import { startDemoServer, type DemoServer } from '../src/demo/server.js';
 import { filterSamples, prepareFilter, resolveFilterOptions, type FilterInput } from '../src/filters/filter.js';
 import type { Sample } from '../src/core/sample.js';
 import { readShardSamples } from '../src/pipeline/shard-source.js';
-import { shardColumns, type ShardRow } from '../src/shard/schema.js';
+import { shardColumns } from '../src/shard/schema.js';
+import { hashRow } from './helpers/shard-rows.js';
 import { openShardWriter } from '../src/shard/writer.js';
 import { hasTooFewWords, isTooElongated, isTooSmall, wordCount } from '../src/filters/rules.js';
 import { runFilter } from '../src/pipeline/filter-run.js';
@@ -94,24 +95,6 @@ describe('near_duplicate and the weak-bit mask', () => {
 });
 
 describe('shard input', () => {
-  function row(i: number, phash: unknown, phashWeak: unknown): ShardRow {
-    return {
-      key: `0000${String(i).padStart(9, '0')}`,
-      url: `https://example.com/${i}.jpg`,
-      caption: `a picture number ${i}`,
-      image: Buffer.from([0xff, 0xd8, 0xff]),
-      image_format: 'jpeg',
-      width: 256,
-      height: 256,
-      original_width: 512,
-      original_height: 512,
-      sha256: '0'.repeat(64),
-      phash: phash as string,
-      phash_weak: phashWeak as string | null,
-      source: `manifest.tsv:${i}`,
-    };
-  }
-
   const bad: [string, unknown, unknown, string][] = [
     ['a phash in upper case', '0123456789ABCDEF', null, 'phash'],
     ['a short phash', '0123', '001f001f001f001f', 'phash'],
@@ -123,9 +106,9 @@ describe('shard input', () => {
       const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'filip-bad-hash-'));
       const file = path.join(dir, '00000.parquet');
       const writer = await openShardWriter(file, shardColumns([]), 'parquetjs');
-      await writer.write(row(0, 'fedcba9876543210', null)); // an older shard's row: no mask
-      await writer.write(row(1, '0123456789abcdef', '001f001f001f001f'));
-      await writer.write(row(2, phash, weak));
+      await writer.write(hashRow(0, 'fedcba9876543210')); // an older shard's row: no mask
+      await writer.write(hashRow(1, '0123456789abcdef', '001f001f001f001f'));
+      await writer.write(hashRow(2, phash, weak));
       await writer.close();
       const seen: Sample[] = [];
       await assert.rejects(

@@ -16,7 +16,8 @@ import { DEFAULT_NEAR_DUP_DISTANCE, MAX_NEAR_DUP_DISTANCE, MAX_WEAK_BITS_PER_CHU
 import { PHASH_SCAN_WASM_BASE64 } from '../src/filters/phash-scan-wasm.js';
 import { compilePhashScan } from '../scripts/build-wasm.js';
 import { DEFAULT_IMAGE_OPTIONS, hamming, processImage } from '../src/image/process.js';
-import { shardColumns, type ShardRow } from '../src/shard/schema.js';
+import { shardColumns } from '../src/shard/schema.js';
+import { hashRow } from './helpers/shard-rows.js';
 import { openShardWriter } from '../src/shard/writer.js';
 import { noiseJpeg, seededRandom } from './helpers/images.js';
 
@@ -268,26 +269,9 @@ async function hashesOf(bytes: Buffer): Promise<{ phash: string; weak: string }>
   return { phash: r.image.phash, weak: r.image.phashWeak };
 }
 
-function shardRow(i: number, phash: string): ShardRow {
-  return {
-    key: `0000${String(i).padStart(9, '0')}`,
-    url: `https://example.com/${i}.jpg`,
-    caption: `caption ${i}`,
-    image: Buffer.from([0xff, 0xd8, 0xff]),
-    image_format: 'jpeg',
-    width: 256,
-    height: 256,
-    original_width: 512,
-    original_height: 512,
-    sha256: '0'.repeat(64),
-    phash,
-    source: `manifest.csv:${i}`,
-  };
-}
-
 async function writeShard(path: string, hashes: string[]): Promise<void> {
   const writer = await openShardWriter(path, shardColumns([]), 'parquetjs');
-  for (let i = 0; i < hashes.length; i++) await writer.write(shardRow(i, hashes[i]!));
+  for (let i = 0; i < hashes.length; i++) await writer.write(hashRow(i, hashes[i]!));
   await writer.close();
 }
 
