@@ -39,7 +39,8 @@ export interface DecontaminationStats {
 
 /**
  * Hashes of the evaluation set at `path` (a folder or a file of images and/or shards) in a
- * PhashIndex that matches within `maxDistance` bits. `onStats`, when given, receives the counts.
+ * PhashIndex that matches within `maxDistance` bits through a sample's weak bits (PhashIndex.find).
+ * `onStats`, when given, receives the counts.
  */
 export async function loadDecontaminationIndex(
   path: string,
