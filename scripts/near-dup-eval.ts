@@ -23,8 +23,9 @@
 // Then the same pictures, from the bytes ingest stores, under crop-tolerant alternatives (stored
 // crop windows, a low-frequency key; see measureSchemes), each pair checked in both orders as the
 // rule would, with the first distance at which each meets the target and the bench command that
-// measures the index at that distance and storage. Last, the rule with 4, 5 and 6 weak bits a
-// chunk (see measureWeakProbes).
+// measures the index at that distance and storage. Then the rule with 4, 5 and 6 weak bits a
+// chunk (see measureWeakProbes). Last, how many false matches a second check on the rule's
+// candidates leaves while recall stays at the target (see measureSecondChecks).
 //
 // Script: npx tsx scripts/near-dup-eval.ts [--seed N] [--limit N] [--concurrency N]
 
@@ -610,6 +611,124 @@ function tally(
 }
 
 // ---------------------------------------------------------------------------------------------
+// A second check on the rule's candidates
+//
+// The default stays below the curve's pick because at 16 the rule's false matches, though rare per
+// pair, add up against a large kept set (the FP@1M column). Could a second comparison, made only on
+// the candidates the rule returns, remove them while keeping recall >= RECALL_TARGET, so that the
+// default could follow the curve? Two candidates, each computed from the stored bytes and small
+// enough to keep beside the hash, both blind to crops of a few percent:
+//   - colour: a 6 x 6 histogram of (r, g) chromaticity (r = R / (R + G + B)), each pixel weighted by
+//     its brightness; L1 distance. Distinct photos with the same light/dark layout often differ in
+//     colour, and chromaticity does not move with a brightness change.
+//   - dct-cosine: the cosine distance between the 63 AC coefficients whose signs make the hash: the
+//     magnitudes the hash throws away.
+// For each distance it fixes the check's threshold at the smallest value that keeps overall recall at
+// RECALL_TARGET (the rule's own recall must already be above it) and counts the false matches left.
+
+const SECOND_CHECK_DISTANCES = [16, 20] as const;
+const CHROMA_BINS = 6;
+
+interface SecondFeatures {
+  readonly chroma: Float64Array;
+  readonly ac: Float64Array;
+}
+
+async function secondFeatures(stored: Buffer): Promise<SecondFeatures> {
+  const { data, info } = await sharp(stored).removeAlpha().raw().toBuffer({ resolveWithObject: true });
+  const chroma = new Float64Array(CHROMA_BINS * CHROMA_BINS);
+  let total = 0;
+  for (let p = 0; p < info.width * info.height * info.channels; p += info.channels) {
+    const sum = data[p]! + data[p + 1]! + data[p + 2]! + 1;
+    // r and g lie in [0, 2/3] when the third is not the largest part; 1.5 spreads the bins over it.
+    const r = Math.min(CHROMA_BINS - 1, Math.floor((data[p]! / sum) * CHROMA_BINS * 1.5));
+    const g = Math.min(CHROMA_BINS - 1, Math.floor((data[p + 1]! / sum) * CHROMA_BINS * 1.5));
+    chroma[r * CHROMA_BINS + g] += sum;
+    total += sum;
+  }
+  for (let i = 0; i < chroma.length; i++) chroma[i] /= total;
+  const block = dct2d(lumaGrid(data, info.width, info.height, info.channels, 2), PHASH_GRID, PHASH_BLOCK);
+  const ac = block.slice(1);
+  const norm = Math.hypot(...ac) || 1;
+  for (let i = 0; i < ac.length; i++) ac[i] /= norm;
+  return { chroma, ac };
+}
+
+const SECOND_CHECKS: readonly { name: string; distance: (a: SecondFeatures, b: SecondFeatures) => number }[] = [
+  {
+    name: 'colour',
+    distance: (a, b) => {
+      let s = 0;
+      for (let i = 0; i < a.chroma.length; i++) s += Math.abs(a.chroma[i]! - b.chroma[i]!);
+      return s;
+    },
+  },
+  {
+    name: 'dct-cosine',
+    distance: (a, b) => {
+      let s = 0;
+      for (let i = 0; i < a.ac.length; i++) s += a.ac[i]! * b.ac[i]!;
+      return 1 - s;
+    },
+  },
+];
+
+/** Prints, per distance and check, the false matches a second check leaves at RECALL_TARGET. */
+async function measureSecondChecks(
+  pictures: readonly Picture[],
+  rule: (kept: number, query: number) => number,
+  concurrency: number,
+): Promise<void> {
+  const features = await mapLimit(pictures, concurrency, (p) => secondFeatures(p.stored));
+  const originalOf = new Map<number, number>();
+  pictures.forEach((p, i) => {
+    if (p.transform === 'original') originalOf.set(p.group, i);
+  });
+  console.log(['dist', 'check', 'rule recall', 'rule FP', 'threshold', 'recall', 'FP left', 'FP@1M left'].map((h) => h.padStart(12)).join(''));
+  for (const d of SECOND_CHECK_DISTANCES) {
+    let positives = 0;
+    const pos = new Map<string, number[]>(SECOND_CHECKS.map((c) => [c.name, []]));
+    const neg = new Map<string, number[]>(SECOND_CHECKS.map((c) => [c.name, []]));
+    pictures.forEach((p, i) => {
+      if (p.transform === 'original') return;
+      const o = originalOf.get(p.group)!;
+      for (const [kept, query] of [[o, i], [i, o]] as const) {
+        positives++;
+        if (rule(kept, query) > d) continue;
+        for (const c of SECOND_CHECKS) pos.get(c.name)!.push(c.distance(features[kept]!, features[query]!));
+      }
+    });
+    let negatives = 0;
+    for (let a = 0; a < pictures.length; a++) {
+      for (let b = 0; b < pictures.length; b++) {
+        if (pictures[a]!.group === pictures[b]!.group) continue;
+        negatives++;
+        if (rule(a, b) > d) continue;
+        for (const c of SECOND_CHECKS) neg.get(c.name)!.push(c.distance(features[a]!, features[b]!));
+      }
+    }
+    for (const c of SECOND_CHECKS) {
+      const p = pos.get(c.name)!.sort((x, y) => x - y);
+      const n = neg.get(c.name)!;
+      const needed = Math.ceil(RECALL_TARGET * positives);
+      const cells: string[] = [String(d), c.name, pct(p.length / positives, 2), String(n.length)];
+      if (p.length < needed) {
+        console.log([...cells, '-', 'below target', '-', '-'].map((x) => x.padStart(12)).join(''));
+        continue;
+      }
+      const threshold = p[needed - 1]!;
+      const left = n.filter((x) => x <= threshold).length;
+      const kept = p.filter((x) => x <= threshold).length;
+      console.log(
+        [...cells, threshold.toFixed(4), pct(kept / positives, 2), String(left), ((1e6 * left) / negatives).toFixed(1)]
+          .map((x) => x.padStart(12))
+          .join(''),
+      );
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
 // How many weak bits a chunk
 //
 // The rule probes, in each of the index's four 16-bit chunks, every combination of the looked-up
@@ -869,6 +988,9 @@ async function main(): Promise<void> {
   console.log('');
   console.log('weak bits a chunk, hashed from the stored bytes (see measureWeakProbes):');
   const weakResults = await measureWeakProbes(pictures, concurrency);
+  console.log('');
+  console.log(`a second check on the rule's candidates, from the stored bytes (see measureSecondChecks):`);
+  await measureSecondChecks(pictures, rule, concurrency);
 
   const chosen = meets[0];
   console.log('');
