@@ -7,7 +7,7 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import sharp from 'sharp';
 import { FilipError } from '../src/core/errors.js';
-import { runIngest, type IngestInput } from '../src/pipeline/ingest.js';
+import { formatSummary, runIngest, type IngestInput } from '../src/pipeline/ingest.js';
 import { noiseJpeg } from './helpers/images.js';
 import { readOutput } from './helpers/read.js';
 import { sendBytes, startServer, type TestServer } from './helpers/server.js';
@@ -173,12 +173,18 @@ test('--retry-failed re-attempts only transient rejects, and they land once', as
     const base: IngestInput = { inputs: [m], output: out, progress: 'none', fetch: { retries: 0 } };
     const first = await runIngest(base);
     assert.deepEqual(first.byReason, { http_server_error: 1, http_status: 1 });
+    // A retry that fails again: the row is still counted once in the output's totals.
+    const failedAgain = await runIngest({ ...base, retryFailed: true });
+    assert.deepEqual([failedAgain.rows, failedAgain.ok], [1, 0]);
+    assert.deepEqual(failedAgain.total, { ok: 0, rejected: 2, shards: 0, byReason: { http_server_error: 1, http_status: 1 } });
     flaky = false;
     const requestsBefore = flakyServer.requests.length;
     const retry = await runIngest({ ...base, retryFailed: true });
     assert.equal(retry.rows, 1, 'only the transient reject is retried');
     assert.deepEqual(flakyServer.requests.slice(requestsBefore), ['/flaky.jpg']);
     assert.equal(retry.ok, 1);
+    assert.deepEqual(retry.total, { ok: 1, rejected: 1, shards: 1, byReason: { http_status: 1 } }, 'the kept row no longer counts as rejected');
+    assert.match(formatSummary(retry), /whole output \(2 rows\): ok 1, http_status 1/);
     const again = await runIngest({ ...base, retryFailed: true });
     assert.equal(again.rows, 0, 'a row kept by a retry is not retried again');
     const { rows } = await readOutput(out);
@@ -204,4 +210,15 @@ test('bad options are refused with FILIP_ERR_INVALID_OPTION naming the option', 
       return true;
     });
   }
+});
+
+test('a manifest whose extension says nothing is read in the format given (row count included)', async () => {
+  const list = path.join(tmp, 'list.txt');
+  // CC3M style: caption, then URL, no header.
+  await fs.writeFile(list, `first picture\t${server.baseUrl}/img/1.jpg\nsecond picture\t${server.baseUrl}/img/2.jpg\n`);
+  const out = path.join(tmp, 'out-txt');
+  const summary = await runIngest({ inputs: [list], output: out, progress: 'none', manifest: { format: 'cc3m' } });
+  assert.deepEqual([summary.rows, summary.ok], [2, 2]);
+  const { rows } = await readOutput(out);
+  assert.deepEqual(rows.map((r) => r.caption), ['first picture', 'second picture']);
 });

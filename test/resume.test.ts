@@ -88,4 +88,9 @@ test('SIGKILL midway, then the same command: same output as an uninterrupted run
   for (let i = 0; i < keys.length; i++) {
     assert.ok(Buffer.from(resumed.rows[i]!.image as Uint8Array).equals(Buffer.from(expected.rows[i]!.image as Uint8Array)));
   }
+  // The resumed invocation's summary still describes the whole output, reasons included.
+  const total = async (dir: string) => JSON.parse(await fs.readFile(path.join(dir, '_summary.json'), 'utf8')).total;
+  const whole = await total(clean);
+  assert.ok(whole.byReason.http_status > 0 && whole.byReason.duplicate_image > 0, JSON.stringify(whole));
+  assert.deepEqual(await total(killed), whole);
 });

@@ -75,6 +75,8 @@ export interface Sample {
   errorMessage?: string;
   /** HTTP status of the final response, when there was one. */
   httpStatus?: number;
+  /** --retry-failed: the reason of the earlier reject this attempt replaces (it no longer counts). */
+  retriedReason?: ReasonCode;
   image?: SampleImage;
   /** Shard stage: extra captions from back-translation, one per pivot that succeeded. */
   backTranslations?: CaptionTranslation[];

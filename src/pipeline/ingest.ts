@@ -164,8 +164,12 @@ export interface RunSummary {
   /** Shard files committed by this invocation. */
   readonly shards: string[];
   readonly seconds: number;
-  /** Totals over everything committed in the output folder, this and earlier invocations. */
-  readonly total: { readonly ok: number; readonly rejected: number; readonly shards: number };
+  /**
+   * Totals over everything committed in the output folder, this and earlier invocations, each row
+   * counted once under its latest outcome (a row kept or rejected again by --retry-failed replaces
+   * its earlier reject).
+   */
+  readonly total: OutputTotals;
   /** Rows skipped because an earlier invocation had committed them. */
   readonly resumedFrom: number;
   readonly dedupeIndexBytes: number;
@@ -225,6 +229,7 @@ async function* transientRejects(dir: string, keptKeys: Set<string>): AsyncGener
       source: { file: r.source.slice(0, sep), row: Number(r.source.slice(sep + 1)) },
       extra: r.extra,
       status: 'pending',
+      retriedReason: r.reason,
     });
   }
   yield* latest.values();
@@ -266,7 +271,7 @@ export async function runIngest(input: IngestInput): Promise<RunSummary> {
     source = transientRejects(o.output, keptKeys);
   } else {
     const manifestOptions = resolveManifestOptions({ ...o.manifest, inputs: files });
-    const rows = await countManifestRows(files);
+    const rows = await countManifestRows(files, manifestOptions);
     if (rows !== undefined) total = Math.max(rows - state.nextIndex, 0);
     if (o.partitions <= 1) {
       source = readManifests(manifestOptions, state.nextIndex);
@@ -354,16 +359,34 @@ export async function runIngest(input: IngestInput): Promise<RunSummary> {
   return summary;
 }
 
-function totals(commits: readonly ShardStats[]) {
+export interface OutputTotals {
+  readonly ok: number;
+  readonly rejected: number;
+  readonly shards: number;
+  readonly byReason: Partial<Record<ReasonCode, number>>;
+}
+
+/** What the output holds, from its commits' stats: every row once, under its latest outcome. */
+export function totals(commits: readonly ShardStats[]): OutputTotals {
   let ok = 0;
   let rejected = 0;
   let shards = 0;
+  const byReason: Partial<Record<ReasonCode, number>> = {};
+  const add = (counts: Partial<Record<ReasonCode, number>> | undefined, sign: number): void => {
+    for (const [reason, n] of Object.entries(counts ?? {}) as [ReasonCode, number][]) {
+      const left = (byReason[reason] ?? 0) + sign * n;
+      if (left === 0) delete byReason[reason];
+      else byReason[reason] = left;
+      rejected += sign * n;
+    }
+  };
   for (const c of commits) {
     ok += c.ok;
-    rejected += c.rejected;
+    add(c.by_reason, 1);
+    add(c.replaced_by_reason, -1);
     if (c.file) shards++;
   }
-  return { ok, rejected, shards };
+  return { ok, rejected, shards, byReason };
 }
 
 /** The end-of-run table: counts per reason, in the order reasons are declared. */
@@ -383,5 +406,12 @@ export function formatSummary(s: RunSummary): string {
   }
   if (s.funnel) lines.push('filter funnel (samples that reached the filter):', formatFunnel(s.funnel));
   lines.push(`shards written: ${s.shards.length} (output holds ${s.total.shards} shards, ${s.total.ok} samples, ${s.total.rejected} rejected rows)`);
+  if (s.total.ok !== s.ok || s.total.rejected !== s.rejected) {
+    // Resumed or retried: what the whole output holds, each row once under its latest outcome.
+    const held = s.total.ok + s.total.rejected;
+    const parts = [`ok ${s.total.ok}`];
+    for (const r of REASON_CODES) if (s.total.byReason[r]) parts.push(`${r} ${s.total.byReason[r]}`);
+    lines.push(`whole output (${held} rows): ${parts.join(', ')}`);
+  }
   return lines.join('\n');
 }

@@ -38,6 +38,12 @@ export interface ShardStats {
   readonly ok: number;
   readonly rejected: number;
   readonly by_reason: Partial<Record<ReasonCode, number>>;
+  /**
+   * Retry commits: the reasons of the earlier rejects that this commit's rows replace, counted per
+   * reason. Those rows were counted as rejected by the commits that rejected them; in the output's
+   * totals they count only once, under their latest outcome. Absent on other commits.
+   */
+  readonly replaced_by_reason?: Partial<Record<ReasonCode, number>>;
   /** Bytes of the shard file. */
   readonly bytes: number;
   /** Sum of stored image bytes. */
@@ -212,6 +218,7 @@ export class ShardSink {
     const w = this.#window;
     w.rows++;
     if (this.#o.kind !== 'retry') w.inputEnd = sample.index + 1;
+    if (sample.retriedReason !== undefined) w.replaced[sample.retriedReason] = (w.replaced[sample.retriedReason] ?? 0) + 1;
     if (sample.status === 'ok') {
       this.#writer ??= await openShardWriter(this.#tmpPath(), shardColumns(this.#o.keepCols), this.#o.engine);
       await this.#writer.write(sampleToRow(sample, this.#o.keepCols));
@@ -251,6 +258,7 @@ export class ShardSink {
       ok: w.ok,
       rejected: w.rejected,
       by_reason: w.byReason,
+      ...(this.#o.kind === 'retry' ? { replaced_by_reason: w.replaced } : {}),
       bytes,
       image_bytes: w.imageBytes,
       rejects_offset: this.#rejectsOffset,
@@ -329,6 +337,7 @@ interface Window {
   rejected: number;
   imageBytes: number;
   byReason: Partial<Record<ReasonCode, number>>;
+  replaced: Partial<Record<ReasonCode, number>>;
   started: number;
 }
 
@@ -341,6 +350,7 @@ function newWindow(inputStart: number): Window {
     rejected: 0,
     imageBytes: 0,
     byReason: {},
+    replaced: {},
     started: performance.now(),
   };
 }
