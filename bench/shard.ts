@@ -167,7 +167,7 @@ async function benchWriting(a: Args, images: Buffer[], dir: string): Promise<voi
 
   // The whole command: an input folder of the same images, scattered, gathered and written.
   const input = join(dir, 'input');
-  const state = await openOutput(input, 'filip-data ingest', { bench: true }, true);
+  const state = await openOutput(input, 'filip-data ingest', { bench: true }, true, []);
   const sink = new ShardSink({ dir: input, shardSize: 1000, engine: 'lean', keepCols: [], kind: 'ingest' }, state);
   for (const s of samples) await sink.write({ ...s, views: undefined });
   await sink.close();

@@ -32,7 +32,7 @@ const ENGLISH = [
 before(async () => {
   tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'filip-card-'));
   ingest = path.join(tmp, 'ingest');
-  const state = await openOutput(ingest, 'filip-data ingest', { test: true }, true);
+  const state = await openOutput(ingest, 'filip-data ingest', { test: true }, true, []);
   const sink = new ShardSink({ dir: ingest, shardSize: 10, engine: 'lean', keepCols: [], kind: 'ingest' }, state);
   for (let i = 0; i < 30; i++) {
     // Rows 0-3 too small, 4-5 too wide, 6-8 not English, the rest kept.

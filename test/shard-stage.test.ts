@@ -27,7 +27,7 @@ const N = 90;
 
 /** An ingest-like output folder written with the real ShardSink: `n` rows, optionally one corrupt image. */
 async function makeInput(dir: string, n: number, { corruptRow = -1, shardSize = 25, size = 48 } = {}): Promise<Sample[]> {
-  const state = await openOutput(dir, 'filip-data ingest', { test: true }, true);
+  const state = await openOutput(dir, 'filip-data ingest', { test: true }, true, []);
   const sink = new ShardSink({ dir, shardSize, engine: 'lean', keepCols: ['license'], kind: 'ingest' }, state);
   const samples: Sample[] = [];
   for (let i = 0; i < n; i++) {

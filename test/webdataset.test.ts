@@ -113,7 +113,7 @@ test('bad names and misuse fail with FILIP_ERR_SHARD; abort removes the file', a
 
 test('shard --format webdataset: img2dataset members, grouped by key, same content as Parquet', async () => {
   const input = path.join(tmp, 'input');
-  const state = await openOutput(input, 'filip-data ingest', { test: true }, true);
+  const state = await openOutput(input, 'filip-data ingest', { test: true }, true, []);
   const sink = new ShardSink({ dir: input, shardSize: 20, engine: 'lean', keepCols: ['license'], kind: 'ingest' }, state);
   const images = new Map<string, Buffer>();
   for (let i = 0; i < 45; i++) {
@@ -191,7 +191,7 @@ const CLI = path.resolve('bin/filip-data.js');
 
 /** An ingest-like output folder of `n` rows, written with the real ShardSink. */
 async function makeInput(dir: string, n: number, shardSize: number, size: number): Promise<void> {
-  const state = await openOutput(dir, 'filip-data ingest', { test: true }, true);
+  const state = await openOutput(dir, 'filip-data ingest', { test: true }, true, []);
   const sink = new ShardSink({ dir, shardSize, engine: 'lean', keepCols: [], kind: 'ingest' }, state);
   for (let i = 0; i < n; i++) {
     await sink.write({

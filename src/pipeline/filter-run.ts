@@ -87,7 +87,7 @@ export async function runFilter(input: FilterRunInput): Promise<FilterRunSummary
   const started = performance.now();
   const files = await committedShards(o.input);
   const identity = { input: path.resolve(o.input), filter: o.filter, shardSize: o.shardSize };
-  const state = await openOutput(o.output, 'filip-data filter', identity, o.overwrite);
+  const state = await openOutput(o.output, 'filip-data filter', identity, o.overwrite, [o.input]);
   const workDir = path.join(o.output, '.work');
   await fs.mkdir(workDir, { recursive: true });
   const ctx = await prepareFilter(o.filter, () => outputCaptions(o.input), workDir);

@@ -192,7 +192,7 @@ function runIdentity(o: IngestOptions, files: string[]) {
 }
 
 async function prepareOutput(o: IngestOptions, files: string[]): Promise<OutputState> {
-  return openOutput(o.output, 'filip-data ingest', runIdentity(o, files), o.overwrite);
+  return openOutput(o.output, 'filip-data ingest', runIdentity(o, files), o.overwrite, files);
 }
 
 /** Rebuilds the exact-dedupe index from what is committed, so a resumed run decides as an uninterrupted one. */

@@ -108,7 +108,14 @@ const OUR_FILES = /^(\.?\d{5,}(\.parquet|\.tar|_stats\.json)(\.tmp)?|rejects\.js
  * otherwise recovers committed state and checks that it belongs to the same run, comparing `identity`
  * (what must not change between an interrupted run and its resume) field by field.
  */
-export async function openOutput(dir: string, tool: string, identity: Record<string, unknown>, overwrite: boolean): Promise<OutputState> {
+export async function openOutput(
+  dir: string,
+  tool: string,
+  identity: Record<string, unknown>,
+  overwrite: boolean,
+  inputs: readonly string[],
+): Promise<OutputState> {
+  await assertInputsOutside(dir, inputs);
   if (overwrite) {
     const names = await fs.readdir(dir).catch(() => [] as string[]);
     for (const n of names) if (OUR_FILES.test(n)) await fs.rm(path.join(dir, n), { force: true });
@@ -136,6 +143,26 @@ export async function openOutput(dir: string, tool: string, identity: Record<str
   }
   await writeFileAtomic(runFile, `${JSON.stringify({ tool, identity }, null, 2)}\n`);
   return state;
+}
+
+/**
+ * Refuses an output folder that is one of the run's inputs, or that holds an input file named like
+ * the files a run manages there: --overwrite would delete the input, and a resume would mix the two.
+ * FILIP_ERR_INVALID_OPTION on field `output`, naming the input.
+ */
+export async function assertInputsOutside(dir: string, inputs: readonly string[]): Promise<void> {
+  const real = (p: string) => fs.realpath(p).catch(() => path.resolve(p));
+  const out = await real(dir);
+  for (const input of inputs) {
+    const p = await real(input);
+    if (p === out || (path.dirname(p) === out && OUR_FILES.test(path.basename(p)))) {
+      throw new FilipError(
+        'FILIP_ERR_INVALID_OPTION',
+        `the output folder ${dir} ${p === out ? 'is' : 'holds'} the input ${input}: the run would write over it; choose another --output`,
+        { field: 'output', file: input },
+      );
+    }
+  }
 }
 
 /** Reads committed state and removes what an interrupted run left half-done. */

@@ -28,7 +28,7 @@ import { EXTRA_PREFIX, sampleToTrainingRow, shardName, trainingShardColumns } fr
 import { listTarMembers, TarWriter, WEBDATASET_MEMBERS, webdatasetMembers } from '../shard/webdataset.js';
 import { openShardWriter, WRITER_ENGINES, type WriterEngine } from '../shard/writer.js';
 import { columnsSchema, filterSection, readLineage, toolVersion, writeDatasetCard, type DatasetCard } from './dataset-card.js';
-import { openOutput, readCommits, REJECT_LOG, statsName, SUMMARY_FILE, writeFileAtomic, type RejectRecord, type ShardStats } from './output.js';
+import { assertInputsOutside, openOutput, readCommits, REJECT_LOG, statsName, SUMMARY_FILE, writeFileAtomic, type RejectRecord, type ShardStats } from './output.js';
 import { PROGRESS_MODES, Progress, type ProgressMode } from './progress.js';
 import { committedShards, readShardSamples } from './shard-source.js';
 import { gatherShuffled, ShuffleScatter, type ScatterState } from './shuffle.js';
@@ -296,12 +296,13 @@ export async function runShard(input: ShardRunInput): Promise<ShardRunSummary> {
   };
   const workDir = path.join(o.output, WORK_DIR);
   const shuffleFile = path.join(o.output, SHUFFLE_FILE);
+  await assertInputsOutside(o.output, [o.input]);
   if (o.overwrite) {
     for (const name of [WORK_DIR, SHUFFLE_FILE, SIZES_FILE, 'dataset_card.json', 'dataset_card.md']) {
       await fs.rm(path.join(o.output, name), { recursive: true, force: true });
     }
   }
-  const state = await openOutput(o.output, TOOL, identity, o.overwrite);
+  const state = await openOutput(o.output, TOOL, identity, o.overwrite, [o.input]);
   let ckpt = await readCheckpoint(shuffleFile);
   if (ckpt && JSON.stringify(ckpt.identity) !== JSON.stringify(identity)) {
     // Only reachable without commits (openOutput checks the identity of committed runs): start afresh.

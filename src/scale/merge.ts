@@ -217,7 +217,7 @@ export async function runMerge(input: MergeInput): Promise<MergeSummary> {
   const dirs = runs.map((r) => r.dir);
   const identity = { inputs: dirs.map((d) => path.resolve(d)), filter: o.filter ?? null, dedupe: o.dedupe, shardSize: o.shardSize };
   // A merge killed midway resumes: its committed shards stay, and it goes on after the last of them.
-  const state = await openOutput(o.output, 'filip-data merge', identity, o.overwrite);
+  const state = await openOutput(o.output, 'filip-data merge', identity, o.overwrite, dirs);
   const resumeAt = state.nextIndex;
   const index = new DedupeIndex();
   const shards: string[] = [];

@@ -154,7 +154,7 @@ export async function enqueueIngest(ingest: IngestInput, input: EnqueueInput): P
       if (!stored) throw parseRunError(q);
       ({ run, rows: retried } = await addRetryRound(redis, keys, stored, q.rowsPerJob, (jobs) => queue.addBulk(jobs.map((j) => ({ ...j, opts: opts(`${j.data.kind}-${j.data.chunk}`) }))), q.logStream));
     } else {
-      await openOutput(output, 'filip-data ingest', { queue: `${q.queue.url}#${q.queue.name}`, run: runIdentityOf(planned) }, o.overwrite);
+      await openOutput(output, 'filip-data ingest', { queue: `${q.queue.url}#${q.queue.name}`, run: runIdentityOf(planned) }, o.overwrite, planned.files);
       // A stored run was scanned already, and its cursors are complete (the record is written after them).
       run = stored ?? (await scanAndStore(redis, keys, planned, manifest, copies, q.logStream));
       const jobs: { name: string; data: ChunkJobData; opts: object }[] = [];
