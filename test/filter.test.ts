@@ -11,10 +11,6 @@ import { DEMO_IMAGE_OPTIONS } from '../src/demo/phash.js';
 import { startDemoServer, type DemoServer } from '../src/demo/server.js';
 import { filterSamples, prepareFilter, resolveFilterOptions, type FilterInput } from '../src/filters/filter.js';
 import type { Sample } from '../src/core/sample.js';
-import { readShardSamples } from '../src/pipeline/shard-source.js';
-import { shardColumns } from '../src/shard/schema.js';
-import { hashRow } from './helpers/shard-rows.js';
-import { openShardWriter } from '../src/shard/writer.js';
 import { hasTooFewWords, isTooElongated, isTooSmall, wordCount } from '../src/filters/rules.js';
 import { runFilter } from '../src/pipeline/filter-run.js';
 import { runIngest, type IngestInput } from '../src/pipeline/ingest.js';
@@ -92,35 +88,6 @@ describe('near_duplicate and the weak-bit mask', () => {
     );
     assert.match(out[1]!.errorMessage!, /near duplicate of a kept image \(phash 0000000000000000\)/);
   });
-});
-
-describe('shard input', () => {
-  const bad: [string, unknown, unknown, string][] = [
-    ['a phash in upper case', '0123456789ABCDEF', null, 'phash'],
-    ['a short phash', '0123', '001f001f001f001f', 'phash'],
-    ['a phash_weak that is not hex', '0123456789abcdef', 'zz1f001f001f001f', 'phash_weak'],
-    ['a phash_weak of 17 digits', '0123456789abcdef', '001f001f001f001f0', 'phash_weak'],
-  ];
-  for (const [name, phash, weak, field] of bad) {
-    test(`${name} in a shard: FILIP_ERR_SHARD naming the file, row and column`, async () => {
-      const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'filip-bad-hash-'));
-      const file = path.join(dir, '00000.parquet');
-      const writer = await openShardWriter(file, shardColumns([]), 'parquetjs');
-      await writer.write(hashRow(0, 'fedcba9876543210')); // an older shard's row: no mask
-      await writer.write(hashRow(1, '0123456789abcdef', '001f001f001f001f'));
-      await writer.write(hashRow(2, phash, weak));
-      await writer.close();
-      const seen: Sample[] = [];
-      await assert.rejects(
-        (async () => {
-          for await (const s of readShardSamples([file])) seen.push(s);
-        })(),
-        (err: unknown) => err instanceof FilipError && err.code === 'FILIP_ERR_SHARD' && err.file === file && err.row === 2 && err.field === field,
-      );
-      assert.deepEqual(seen.map((s) => s.image?.phashWeak), [undefined, '001f001f001f001f']);
-      await fs.rm(dir, { recursive: true, force: true });
-    });
-  }
 });
 
 describe('options', () => {

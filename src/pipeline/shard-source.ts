@@ -4,16 +4,21 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { FilipError } from '../core/errors.js';
-import type { ImageFormat, Sample } from '../core/sample.js';
+import { IMAGE_FORMATS, type ImageFormat, type Sample } from '../core/sample.js';
 import { EXTRA_PREFIX } from '../shard/schema.js';
 import { iterateShard, shardRowCount } from '../shard/reader.js';
-import { readCommits, readRejects, type CommitKind } from './output.js';
+import { readCommits, readRejects, RUN_FILE, type CommitKind } from './output.js';
 
 /** Committed shard files of an output folder, in order. Reads only; a running writer is not disturbed. */
 export async function committedShards(dir: string, kinds?: readonly CommitKind[]): Promise<string[]> {
   const stat = await fs.stat(dir).catch(() => undefined);
   if (!stat?.isDirectory()) {
     throw new FilipError('FILIP_ERR_NO_INPUT', 'not a folder of filip-data shards', { file: dir });
+  }
+  // Without it this is some other folder (its parent, an empty one, loose Parquet files): reading it
+  // as an output with nothing committed would "succeed" with 0 rows.
+  if (!(await fs.stat(path.join(dir, RUN_FILE)).then((s) => s.isFile(), () => false))) {
+    throw new FilipError('FILIP_ERR_NO_INPUT', `not a filip-data output folder: it has no ${RUN_FILE} (give the folder a filip-data ingest, filter or merge run wrote)`, { file: dir });
   }
   const commits = await readCommits(dir);
   return commits
@@ -28,9 +33,41 @@ export async function countShardRows(files: readonly string[]): Promise<number> 
 }
 
 const HEX16 = /^[0-9a-f]{16}$/;
+const HEX64 = /^[0-9a-f]{64}$/;
+const FORMATS: ReadonlySet<unknown> = new Set(IMAGE_FORMATS);
 
-function badHash(file: string, row: number, field: string, value: unknown): never {
-  throw new FilipError('FILIP_ERR_SHARD', `${field} must be 16 lower-case hex digits, got ${JSON.stringify(value)}`, { file, row, field });
+function describe(value: unknown): string {
+  if (value === undefined) return 'no such column';
+  if (value instanceof Uint8Array) return `${value.length} bytes`;
+  return `${typeof value} ${JSON.stringify(typeof value === 'bigint' ? String(value) : value)?.slice(0, 80)}`;
+}
+
+function bad(file: string, row: number, field: string, want: string, value: unknown): never {
+  throw new FilipError('FILIP_ERR_SHARD', `${field} must be ${want}, got ${describe(value)}`, { file, row, field });
+}
+
+/**
+ * Checks the columns later stages rely on, so a damaged or foreign shard stops here with its own
+ * file, row and column named, not later as a wrong decision (a null size read as 0 px) or as an
+ * error about the stage's output file.
+ */
+function checkRow(file: string, row: number, r: Record<string, unknown>): void {
+  for (const field of ['key', 'url', 'caption', 'source'] as const) {
+    if (typeof r[field] !== 'string') bad(file, row, field, 'a string', r[field]);
+  }
+  if ((r.key as string).length === 0) bad(file, row, 'key', 'a non-empty string', r.key);
+  if (!(r.image instanceof Uint8Array) || r.image.length === 0) bad(file, row, 'image', 'non-empty bytes', r.image);
+  if (!FORMATS.has(r.image_format)) bad(file, row, 'image_format', `one of ${IMAGE_FORMATS.join(', ')}`, r.image_format);
+  for (const field of ['width', 'height', 'original_width', 'original_height'] as const) {
+    const v = r[field];
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) bad(file, row, field, 'a positive integer', v);
+  }
+  if (typeof r.sha256 !== 'string' || !HEX64.test(r.sha256)) bad(file, row, 'sha256', '64 lower-case hex digits', r.sha256);
+  // The near-duplicate rules parse these.
+  if (typeof r.phash !== 'string' || !HEX16.test(r.phash)) bad(file, row, 'phash', '16 lower-case hex digits', r.phash);
+  if (r.phash_weak !== null && r.phash_weak !== undefined && (typeof r.phash_weak !== 'string' || !HEX16.test(r.phash_weak))) {
+    bad(file, row, 'phash_weak', '16 lower-case hex digits', r.phash_weak);
+  }
 }
 
 function parseSource(text: string): { file: string; row: number } {
@@ -57,11 +94,7 @@ export async function* readShardSamples(files: readonly string[], startIndex = 0
         index++;
         continue;
       }
-      // The near-duplicate rules parse these; a bad one names its file, row and column here.
-      if (typeof r.phash !== 'string' || !HEX16.test(r.phash)) badHash(file, row, 'phash', r.phash);
-      if (r.phash_weak !== null && r.phash_weak !== undefined && (typeof r.phash_weak !== 'string' || !HEX16.test(r.phash_weak))) {
-        badHash(file, row, 'phash_weak', r.phash_weak);
-      }
+      checkRow(file, row, r);
       const extra: Record<string, string | null> = {};
       for (const [k, v] of Object.entries(r)) {
         if (k.startsWith(EXTRA_PREFIX)) extra[k.slice(EXTRA_PREFIX.length)] = v === null ? null : String(v);
