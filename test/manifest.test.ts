@@ -611,13 +611,16 @@ describe('file-level errors', () => {
     ['csv', 'miss/a.csv', 'link,text\nhttps://x,y\n', {}],
     ['tsv', 'miss/a.tsv', 'link\ttext\nhttps://x\ty\n', {}],
     ['csv keepCols', 'miss/k.csv', 'url,caption\nhttps://x,y\n', { keepCols: ['width'] }],
+    // JSON Lines: the first object's keys play the header.
+    ['jsonl', 'miss/a.jsonl', '{"link":"https://x","text":"y"}\n{"link":"https://z","text":"w"}\n', {}],
+    ['jsonl keepCols', 'miss/k.jsonl', '{"url":"https://x","caption":"y"}\n', { keepCols: ['width'] }],
   ];
   for (const [name, path, content, extra] of missing) {
     test(`missing column: ${name}`, async () => {
       const file = await put(path, content);
       const err = await rejectsWith(collect(options([file], extra)), 'FILIP_ERR_MISSING_COLUMN');
       assert.ok(err.message.includes(file));
-      const present = name === 'csv keepCols' ? ['"url"', '"caption"'] : ['"link"', '"text"'];
+      const present = name.endsWith('keepCols') ? ['"url"', '"caption"'] : ['"link"', '"text"'];
       for (const column of present) assert.ok(err.message.includes(column), err.message);
     });
   }
@@ -627,6 +630,13 @@ describe('file-level errors', () => {
     const err = await rejectsWith(collect(options([file], { captionCol: 'caption_en' })), 'FILIP_ERR_MISSING_COLUMN');
     assert.ok(err.message.includes(file));
     for (const column of ['"URL"', '"TEXT"', '"similarity"', '"width"']) assert.ok(err.message.includes(column), err.message);
+  });
+
+  test('jsonl: a key only some rows lack is a malformed row, not a file error', async () => {
+    const file = await put('miss/sparse.jsonl', '{"url":"https://x/1","caption":"one"}\n{"url":"https://x/2"}\n{"URL":"https://x/3","Caption":"three"}\n');
+    const rows = await collect(options([file]));
+    assert.deepEqual(rows.map((r) => r.status), ['pending', 'rejected', 'pending']);
+    assert.equal(rows[1]!.reason, 'malformed_row');
   });
 
   test('a missing column in a later file stops the run before any row is yielded', async () => {

@@ -158,9 +158,29 @@ async function planFile(file: string, fileIndex: number, options: ManifestOption
     }
   }
   const layout = await textLayout(readPath, format, options.urlCol);
+  if (layout.format === 'jsonl' && !layout.empty) await checkJsonlColumns(file, readPath, options);
   if (layout.empty || layout.format === 'jsonl') return { kind: 'text', file, readPath, fileIndex, ...layout };
   const positions = locateColumns(file, layout.columns, requestOf(options, layout));
   return { kind: 'text', file, readPath, fileIndex, ...layout, positions };
+}
+
+/**
+ * JSON Lines have no header; the first object's keys stand for one, so a misspelt --url-col fails
+ * here, naming the file and those keys, instead of rejecting every row as malformed. Later rows may
+ * still lack a key (each is then a malformed row). A first line that is not a JSON object is left
+ * to the row reader, which rejects it.
+ */
+async function checkJsonlColumns(file: string, readPath: string, options: ManifestOptions): Promise<void> {
+  const first = await firstTextRecord(readPath, 'jsonl');
+  let value: unknown;
+  try {
+    value = JSON.parse(first?.text ?? '');
+  } catch {
+    return;
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return;
+  // findColumn matches names as findKey does for the rows (exact, then case-insensitive).
+  locateColumns(file, Object.keys(value), requestOf(options));
 }
 
 function namesOf(options: ManifestOptions): RowNames {
