@@ -1,8 +1,9 @@
 // The fetch stage against real loopback HTTP servers: statuses, retries and Retry-After, timeouts,
 // redirects, size caps, X-Robots-Tag, local files, concurrency caps, keep-alive and close().
 import assert from 'node:assert/strict';
-import { mkdtemp, mkdir, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import http from 'node:http';
+import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
@@ -335,6 +336,39 @@ describe('HTTP statuses and retries', () => {
       const retryAt = srv.hitsOf('/slot-flaky')[1]!.at;
       assert.ok(otherAt < retryAt, 'the other request ran while the first one slept');
     });
+  });
+});
+
+describe('TLS', () => {
+  // A fixed self-signed certificate for 127.0.0.1 (test/fixtures; openssl req -x509, 100 years).
+  const fixture = (name: string) => readFile(join(import.meta.dirname, 'fixtures', name));
+
+  test('a certificate nobody vouches for, or a plain-HTTP port, is tls_error, tried once', async () => {
+    let handshakes = 0;
+    const tlsServer = https.createServer({ key: await fixture('self-signed.key'), cert: await fixture('self-signed.crt') }, (_req, res) => {
+      res.end('never reached');
+    });
+    tlsServer.on('secureConnection', () => handshakes++);
+    await new Promise<void>((r) => tlsServer.listen(0, '127.0.0.1', r));
+    const { port } = tlsServer.address() as AddressInfo;
+    const plainPort = new URL(srv.route('/plain', (_req, res) => res.end())).port;
+    try {
+      const cases: [string, string, number][] = [
+        ['self-signed certificate', `https://127.0.0.1:${port}/a.jpg`, 1],
+        ['https to a server that speaks plain HTTP', `https://127.0.0.1:${plainPort}/a.jpg`, 0],
+      ];
+      for (const [name, url, expectedHandshakes] of cases) {
+        handshakes = 0;
+        await withFetcher({ retries: 3 }, async (f) => {
+          const r = await f.fetch(url);
+          assertFail(r, 'tls_error', name);
+          assert.equal(r.attempts, 1, `${name}: not retried`);
+        });
+        assert.ok(handshakes <= expectedHandshakes, `${name}: ${handshakes} handshakes`);
+      }
+    } finally {
+      await new Promise<void>((r) => tlsServer.close(() => r()));
+    }
   });
 });
 

@@ -16,6 +16,7 @@ export const REASONS = {
   rate_limited: 'the server answered 429 on every attempt',
   timeout: 'connect, header or body deadline passed on every attempt',
   network_error: 'connection refused, reset, DNS failure or similar on every attempt',
+  tls_error: 'the TLS handshake failed: a certificate that is invalid, expired, self-signed or for another host, or a server that does not speak TLS (not retried)',
   redirect_limit: 'more redirects than allowed, or a redirect loop',
   body_too_large: 'the body (or its Content-Length) exceeded the size cap',
   robots_disallowed: 'X-Robots-Tag forbids use (noai, noimageai, noindex, noimageindex)',

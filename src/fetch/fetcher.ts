@@ -32,11 +32,14 @@ const TIMEOUT_CODES: ReadonlySet<string> = new Set([
   'UND_ERR_BODY_TIMEOUT',
   'ETIMEDOUT',
 ]);
-/** Network errors that another try moments later will not fix: no such host, bad certificate, bad URL. */
-const PERMANENT_NETWORK_CODES: ReadonlySet<string> = new Set([
-  'ENOTFOUND',
-  'UND_ERR_INVALID_ARG',
-  'ERR_INVALID_URL',
+/** Network errors that another try moments later will not fix: no such host, bad URL. */
+const PERMANENT_NETWORK_CODES: ReadonlySet<string> = new Set(['ENOTFOUND', 'UND_ERR_INVALID_ARG', 'ERR_INVALID_URL']);
+
+/**
+ * TLS failures: reason tls_error, never retried, not even by --retry-failed (a certificate does not
+ * mend itself between attempts).
+ */
+const TLS_CODES: ReadonlySet<string> = new Set([
   'CERT_HAS_EXPIRED',
   'CERT_NOT_YET_VALID',
   'DEPTH_ZERO_SELF_SIGNED_CERT',
@@ -484,6 +487,9 @@ function errorHop(err: unknown, closed: boolean): Hop {
   const code = errorCode(err);
   if (code !== undefined && TIMEOUT_CODES.has(code)) {
     return { kind: 'fail', reason: 'timeout', message: describeError(err), retryable: true };
+  }
+  if (code !== undefined && (TLS_CODES.has(code) || code.startsWith('ERR_SSL_') || code.startsWith('ERR_TLS_'))) {
+    return { kind: 'fail', reason: 'tls_error', message: describeError(err), retryable: false };
   }
   return {
     kind: 'fail',

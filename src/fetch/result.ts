@@ -10,6 +10,7 @@ export const FETCH_REASONS = [
   'rate_limited',
   'timeout',
   'network_error',
+  'tls_error',
   'redirect_limit',
   'body_too_large',
   'robots_disallowed',
