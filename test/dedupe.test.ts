@@ -11,6 +11,11 @@ test('normalizeUrl: equal URLs that differ only in case of host, default port or
     ['http://example.com:80/a.jpg', 'http://example.com/a.jpg'],
     ['https://example.com:443/a.jpg#frag', 'https://example.com/a.jpg'],
     ['  http://example.com/a.jpg  ', 'http://example.com/a.jpg'],
+    // A plain path and the file: URLs that name the same file.
+    ['/data/e copy.webp', 'file:///data/e%20copy.webp'],
+    ['/data/e copy.webp', 'file:///data/e copy.webp'],
+    ['/data/100%.jpg', 'file:///data/100%25.jpg'],
+    ['/data/a.jpg', 'file://localhost/data/a.jpg'],
   ];
   for (const [a, b] of same) assert.equal(normalizeUrl(a), normalizeUrl(b), `${a} vs ${b}`);
   const different: [string, string][] = [

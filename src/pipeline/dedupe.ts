@@ -3,13 +3,16 @@
 // wins: the stream is ordered (see pool.ts), so the winner does not depend on timing or on resumes.
 
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { reject, type Sample } from '../core/sample.js';
 import { HashSet64, fingerprint, fingerprintHex } from './hashset.js';
 
 /** Lower-case scheme and host, no default port, no fragment; a plain path becomes an absolute path. */
 export function normalizeUrl(raw: string): string {
   const text = raw.trim();
-  if (!/^[a-z][a-z0-9+.-]*:/i.test(text)) return `file://${path.resolve(text)}`;
+  // A plain path as the file: URL that names it (percent-encoded as new URL encodes one), so
+  // `/a/e copy.jpg` and `file:///a/e%20copy.jpg` are the same URL.
+  if (!/^[a-z][a-z0-9+.-]*:/i.test(text)) return pathToFileURL(path.resolve(text)).href;
   try {
     const u = new URL(text);
     u.hash = '';
