@@ -47,6 +47,19 @@ test('--version prints the package version, for both programs', async () => {
   }
 });
 
+test('a number flag given a word is a usage error naming the flag, for both programs', () => {
+  const cases: [string, string[], string][] = [
+    ['bin/filip-data.js', ['ingest', 'm.csv', '--timeout', 'abc'], '--timeout'],
+    ['bin/filip-data.js', ['filter', 'in', '--max-repeats', 'ten'], '--max-repeats'],
+    ['bin/filip.js', ['train', '--lr', 'fast'], '--lr'],
+  ];
+  for (const [bin, args, flag] of cases) {
+    const r = spawnSync(process.execPath, [path.resolve(bin), ...args], { encoding: 'utf8', cwd: tmp, timeout: 60_000 });
+    assert.equal(r.status, 1, `${args.join(' ')}: ${r.stderr}`);
+    assert.ok(r.stderr.trim().endsWith(`${flag} must be a number`), `${args.join(' ')}: ${r.stderr.slice(-300)}`);
+  }
+});
+
 test('unknown flags and missing commands are usage errors', () => {
   assert.equal(cli('ingest', 'm.csv', '--no-such-flag').status, 1);
   assert.equal(cli().status, 1);

@@ -5,6 +5,7 @@ import yargs from 'yargs';
 import { hideBin } from 'yargs/helpers';
 import { FilipError } from '../core/errors.js';
 import { FILIP_VERSION } from '../fetch/options.js';
+import { numbersMustParse } from './numbers.js';
 import { demoCommand } from './commands/demo.js';
 import { filterCommand } from './commands/filter.js';
 import { ingestCommand } from './commands/ingest.js';
@@ -14,7 +15,7 @@ import { workerCommand } from './commands/worker.js';
 import { shardCommand } from './commands/shard.js';
 
 export async function main(argv: string[]): Promise<void> {
-  await yargs(argv)
+  await numbersMustParse(yargs(argv))
     .scriptName('filip-data')
     // Given, not guessed: yargs looks for package.json from its own install folder and, when that
     // folder's path has a dot in it (/tmp/tmp.x1y2/node_modules), mistakes it for a file and prints 'unknown'.
@@ -30,7 +31,8 @@ export async function main(argv: string[]): Promise<void> {
     .strict()
     .help()
     .fail((message, error, y) => {
-      if (error) throw error;
+      // A failed check arrives as its message string; real errors go on to the handler below.
+      if (error instanceof Error) throw error;
       process.stderr.write(`${y.help()}\n\n${message}\n`);
       process.exit(1);
     })

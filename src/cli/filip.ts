@@ -7,8 +7,9 @@ import { tokenizerCommand } from './commands/tokenizer.js';
 import { trainCommand } from './commands/train.js';
 import { evalCommand } from './commands/eval.js';
 import { alignCommand } from './commands/align.js';
+import { numbersMustParse } from './numbers.js';
 
-await yargs(hideBin(process.argv))
+await numbersMustParse(yargs(hideBin(process.argv)))
   .scriptName('filip')
   .version(FILIP_VERSION) // see src/cli/filip-data.ts
   .command(tokenizerCommand as never)
