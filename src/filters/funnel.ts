@@ -2,7 +2,7 @@
 // or at all), and a seeded sample of rejected rows per rule for the HTML report, so a person can
 // judge at a glance whether a rule is too strict.
 
-import { promises as fs } from 'node:fs';
+import { appendFileSync, promises as fs } from 'node:fs';
 import path from 'node:path';
 import sharp from 'sharp';
 import type { ReasonCode } from '../core/reasons.js';
@@ -42,11 +42,19 @@ export class Funnel {
   readonly #examples = new Map<ReasonCode, FunnelExample[]>();
   readonly #seen = new Map<ReasonCode, number>();
   readonly #perRule: number;
+  readonly #imageLog: string | undefined;
   #rand: () => number;
 
-  constructor(rules: readonly ReasonCode[], { examplesPerRule = 24, seed = 1 } = {}) {
+  /**
+   * `imageLog`: a file that keeps the image of every example as it enters the sample, so that a
+   * resumed run, which replays earlier rejects from the reject log without their images (see
+   * restoreImages), still shows them. Reservoir sampling admits about k (1 + ln(n / k)) examples
+   * per rule over n rejects, so the file stays small (some 300 images per rule for a million rows).
+   */
+  constructor(rules: readonly ReasonCode[], { examplesPerRule = 24, seed = 1, imageLog = undefined as string | undefined } = {}) {
     this.#rules = rules;
     this.#perRule = examplesPerRule;
+    this.#imageLog = imageLog;
     this.#rand = mulberry32(seed);
   }
 
@@ -72,11 +80,38 @@ export class Funnel {
       failed: [...failed],
       image: sample.image?.bytes,
     };
+    let admitted = true;
     if (list.length < this.#perRule) list.push(example);
     else {
       const j = Math.floor(this.#rand() * n);
       if (j < this.#perRule) list[j] = example;
+      else admitted = false;
     }
+    // Synchronously, before the row's commit can happen: a kill then never loses an admitted image.
+    if (admitted && example.image && this.#imageLog) appendFileSync(this.#imageLog, encodeImageRecord(example.key, example.image));
+  }
+
+  /**
+   * Gives examples without an image (replayed from the reject log on resume) the image the image
+   * log kept for their key. Returns how many were restored. A missing log restores none; a record
+   * cut short by a kill is ignored.
+   */
+  async restoreImages(): Promise<number> {
+    if (!this.#imageLog) return 0;
+    const log = await fs.readFile(this.#imageLog).catch(() => undefined);
+    if (!log) return 0;
+    const images = decodeImageRecords(log);
+    let restored = 0;
+    for (const list of this.#examples.values()) {
+      list.forEach((e, i) => {
+        const image = e.image ? undefined : images.get(e.key);
+        if (image) {
+          list[i] = { ...e, image };
+          restored++;
+        }
+      });
+    }
+    return restored;
   }
 
   rows(): FunnelRow[] {
@@ -97,6 +132,33 @@ export class Funnel {
   }
 }
 
+
+/** One image log record: key length (u16), key (utf8), image length (u32), image bytes. */
+function encodeImageRecord(key: string, image: Buffer): Buffer {
+  const k = Buffer.from(key, 'utf8');
+  const head = Buffer.alloc(6 + k.length);
+  head.writeUInt16LE(k.length, 0);
+  k.copy(head, 2);
+  head.writeUInt32LE(image.length, 2 + k.length);
+  return Buffer.concat([head, image]);
+}
+
+/** Key -> image of every complete record (a later record for a key wins). */
+function decodeImageRecords(log: Buffer): Map<string, Buffer> {
+  const images = new Map<string, Buffer>();
+  let at = 0;
+  while (at + 2 <= log.length) {
+    const keyLength = log.readUInt16LE(at);
+    if (at + 6 + keyLength > log.length) break;
+    const key = log.toString('utf8', at + 2, at + 2 + keyLength);
+    const imageLength = log.readUInt32LE(at + 2 + keyLength);
+    const start = at + 6 + keyLength;
+    if (start + imageLength > log.length) break;
+    images.set(key, log.subarray(start, start + imageLength));
+    at = start + imageLength;
+  }
+  return images;
+}
 
 /** The terminal table: one line per rule, in order. */
 export function formatFunnel(f: FunnelJson): string {

@@ -11,7 +11,7 @@ import { filterSamples, prepareFilter, resolveFilterOptions, type FilterContext,
 import { Funnel, formatFunnel, writeFunnelReport } from '../filters/funnel.js';
 import { iterateShard } from '../shard/reader.js';
 import { WRITER_ENGINES, type WriterEngine } from '../shard/writer.js';
-import { drainInto, openOutput, readRejects, ShardSink, SUMMARY_FILE, writeFileAtomic, type OutputState } from './output.js';
+import { drainInto, FUNNEL_IMAGES, openOutput, readRejects, ShardSink, SUMMARY_FILE, writeFileAtomic, type OutputState } from './output.js';
 import { PROGRESS_MODES, Progress, type ProgressMode } from './progress.js';
 import { committedShards, countShardRows, outputCaptions, readShardSamples } from './shard-source.js';
 
@@ -71,15 +71,22 @@ export async function restoreKeptIndex(dir: string, state: OutputState, ctx: Fil
   }
 }
 
-/** Seeds the funnel with what earlier invocations committed (counts only; their examples are gone). */
+/**
+ * Seeds the funnel with what earlier invocations committed: the counts, and the same seeded sample
+ * of examples, their images from the funnel's image log. A fresh run starts a fresh image log.
+ */
 export async function seedFunnel(dir: string, state: OutputState, funnel: Funnel): Promise<void> {
-  if (state.commits.length === 0) return;
+  if (state.commits.length === 0) {
+    await fs.rm(path.join(dir, FUNNEL_IMAGES), { force: true });
+    return;
+  }
   const kept = state.commits.reduce((a, c) => a + c.ok, 0);
   for (let i = 0; i < kept; i++) funnel.add({ status: 'ok' } as Sample, []);
   for await (const r of readRejects(dir)) {
     if (!r.failed) continue; // rejected before the filter (ingest reasons)
     funnel.add({ key: r.key, caption: r.caption, errorMessage: r.error_message, status: 'rejected' } as Sample, r.failed);
   }
+  await funnel.restoreImages();
 }
 
 export async function runFilter(input: FilterRunInput): Promise<FilterRunSummary> {
@@ -91,7 +98,8 @@ export async function runFilter(input: FilterRunInput): Promise<FilterRunSummary
   const workDir = path.join(o.output, '.work');
   await fs.mkdir(workDir, { recursive: true });
   const ctx = await prepareFilter(o.filter, () => outputCaptions(o.input), workDir);
-  const funnel = new Funnel(o.filter.rules as readonly ReasonCode[]);
+  const imageLog = path.join(o.output, FUNNEL_IMAGES);
+  const funnel = new Funnel(o.filter.rules as readonly ReasonCode[], { imageLog });
   const shards: string[] = [];
   let progress: Progress | undefined;
   try {
@@ -120,6 +128,7 @@ export async function runFilter(input: FilterRunInput): Promise<FilterRunSummary
     await fs.rm(workDir, { recursive: true, force: true });
   }
   const report = await writeFunnelReport(o.output, funnel, `filip-data filter: ${o.filter.preset} on ${o.input}`);
+  await fs.rm(imageLog, { force: true });
   const summary: FilterRunSummary = {
     output: o.output,
     input: funnel.input,

@@ -25,6 +25,7 @@ import { DedupeIndex, dedupeContent, dedupeUrls } from './dedupe.js';
 import { restoreKeptIndex, seedFunnel } from './filter-run.js';
 import {
   drainInto,
+  FUNNEL_IMAGES,
   openOutput,
   readRejects,
   recoverOutput,
@@ -318,7 +319,7 @@ export async function runIngest(input: IngestInput): Promise<RunSummary> {
       await fs.mkdir(workDir, { recursive: true });
       const all = resolveManifestOptions({ ...o.manifest, inputs: files });
       const ctx = await prepareFilter(o.filter, () => manifestCaptions(all), workDir);
-      filter = { ctx, funnel: new Funnel(o.filter.rules) };
+      filter = { ctx, funnel: new Funnel(o.filter.rules, { imageLog: path.join(o.output, FUNNEL_IMAGES) }) };
       await restoreKeptIndex(o.output, state, ctx);
       await seedFunnel(o.output, state, filter.funnel);
     }
@@ -338,7 +339,10 @@ export async function runIngest(input: IngestInput): Promise<RunSummary> {
     await filter?.ctx.close();
     await fs.rm(workDir, { recursive: true, force: true });
   }
-  if (filter) await writeFunnelReport(o.output, filter.funnel, `filip-data ingest --filter ${o.filter!.preset}`);
+  if (filter) {
+    await writeFunnelReport(o.output, filter.funnel, `filip-data ingest --filter ${o.filter!.preset}`);
+    await fs.rm(path.join(o.output, FUNNEL_IMAGES), { force: true });
+  }
 
   const after = await recoverOutput(o.output);
   const summary: RunSummary = {

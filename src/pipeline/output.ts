@@ -21,6 +21,8 @@ import { openShardWriter, type ShardWriter, type WriterEngine } from '../shard/w
 export const REJECT_LOG = 'rejects.jsonl';
 export const RUN_FILE = '_run.json';
 export const SUMMARY_FILE = '_summary.json';
+/** The filter funnel's example images, kept until the report is written (see Funnel's imageLog). */
+export const FUNNEL_IMAGES = '.funnel-images.bin';
 
 /** ingest and filter commits cover a range of their input; retry commits re-attempt earlier rejects. */
 export type CommitKind = 'ingest' | 'filter' | 'retry';
@@ -101,7 +103,7 @@ export async function readCommits(dir: string): Promise<ShardStats[]> {
   return commits.sort((a, b) => a.shard - b.shard);
 }
 
-const OUR_FILES = /^(\.?\d{5,}(\.parquet|\.tar|_stats\.json)(\.tmp)?|rejects\.jsonl|_run\.json|_summary\.json|funnel\.json|report\.html)$/;
+const OUR_FILES = /^(\.?\d{5,}(\.parquet|\.tar|_stats\.json)(\.tmp)?|rejects\.jsonl|_run\.json|_summary\.json|funnel\.json|report\.html|\.funnel-images\.bin)$/;
 
 /**
  * Prepares an output folder for a run: with `overwrite`, removes a previous run's files (ours only);
