@@ -77,3 +77,22 @@ test('ingest refuses an output folder holding its manifest under a name the run 
   await runIngest({ inputs: [tsv], output: out, overwrite: true, progress: 'none' });
   assert.ok((await listing(out)).includes('list.tsv'));
 });
+
+test("another tool's output folder (shard-like names, no _run.json) is refused and left as it was", async () => {
+  const cases: [string, Record<string, string>][] = [
+    ['img2dataset-style', { '00000.tar': 'tar bytes', '00000_stats.json': '{"successes":5}', 'rejects.jsonl': '{"x":1}\n' }],
+    ['a stray shard, no stats', { '00007.parquet': 'not ours' }],
+  ];
+  for (const [name, files] of cases) {
+    const dir = path.join(tmp, `foreign-${name.replace(/\W+/g, '-')}`);
+    await fs.mkdir(dir);
+    for (const [f, text] of Object.entries(files)) await fs.writeFile(path.join(dir, f), text);
+    for (const run of [
+      () => runFilter({ input: shards, output: dir, progress: 'none' }),
+      () => runShard({ input: shards, output: dir, progress: 'none' }),
+    ]) {
+      await assert.rejects(run(), (e: unknown) => e instanceof FilipError && e.code === 'FILIP_ERR_RESUME_MISMATCH' && e.message.includes('left untouched'), name);
+      for (const [f, text] of Object.entries(files)) assert.equal(await fs.readFile(path.join(dir, f), 'utf8'), text, `${name}: ${f} untouched`);
+    }
+  }
+});

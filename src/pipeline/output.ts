@@ -118,12 +118,25 @@ export async function openOutput(
   inputs: readonly string[],
 ): Promise<OutputState> {
   await assertInputsOutside(dir, inputs);
+  const names = await fs.readdir(dir).catch(() => [] as string[]);
+  const runFile = path.join(dir, RUN_FILE);
   if (overwrite) {
-    const names = await fs.readdir(dir).catch(() => [] as string[]);
     for (const n of names) if (OUR_FILES.test(n)) await fs.rm(path.join(dir, n), { force: true });
+  } else if (!names.includes(RUN_FILE)) {
+    // Files named like ours but no run record: another tool's output (img2dataset writes 00000.tar
+    // and 00000_stats.json too). Recovering would delete its "uncommitted" shards and cut its
+    // rejects.jsonl, so nothing is touched.
+    const foreign = names.filter((n) => OUR_FILES.test(n));
+    if (foreign.length > 0) {
+      throw new FilipError(
+        'FILIP_ERR_RESUME_MISMATCH',
+        `the output folder holds ${foreign.slice(0, 3).join(', ')}${foreign.length > 3 ? ', ...' : ''} but no ${RUN_FILE}: ` +
+          'not a filip-data output, left untouched; choose another --output, or --overwrite to replace those files',
+        { file: runFile },
+      );
+    }
   }
   const state = await recoverOutput(dir);
-  const runFile = path.join(dir, RUN_FILE);
   const previous = await fs.readFile(runFile, 'utf8').then((t) => JSON.parse(t) as { tool: string; identity: Record<string, unknown> }, () => null);
   if (state.commits.length > 0) {
     if (!previous) {
