@@ -111,7 +111,7 @@ test('round trip eng -> spa -> eng gives English back', async () => {
 });
 
 test('reserved characters of the stream format, NULs and line breaks in a caption stay in their caption', async () => {
-  const odd = ['a [dog] with ^caret$ and a/b @home', '<b>bold</b> {braces} back\\slash', 'line\nbreak\0nul', '   ', 'done'];
+  const odd = ['a [dog] with ^caret$ and a/b @home', '<b>bold</b> {braces} back\\slash', 'line\nbreak\0nul', '   ', 'done', 'a tilde ~ here and~there'];
   const out = await tr.translate(odd, 'eng', 'spa');
   assert.equal(out.length, odd.length);
   assert.match(String(out[0]), /\[/);
@@ -121,10 +121,11 @@ test('reserved characters of the stream format, NULs and line breaks in a captio
   assert.doesNotMatch(String(out[2]), /[\n\0]/);
   assert.equal(out[3], '', 'a blank caption translates to nothing, without a round trip');
   assert.equal(out[4], (await tr.translate(['done'], 'eng', 'spa'))[0]);
+  assert.equal(String(out[5]).match(/~/g)?.length, 2, `tildes kept: ${String(out[5])}`);
 });
 
 test('deformat/untag/reformat: escapes come back, the ghost full stop goes, a real one stays, tags must match', () => {
-  const text = 'a [x] ^y$ /z @w <v> {u} \\t [filip:7]';
+  const text = 'a [x] ^y$ /z @w <v> {u} \\t ~s~ [filip:7]';
   const block = deformat(text, 7);
   assert.equal(block.endsWith('.[][filip:7]\0'), true);
   assert.equal(reformat(untag(block.slice(0, -1), 7)!), text);

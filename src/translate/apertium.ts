@@ -68,14 +68,19 @@ export function resolveApertiumOptions(given: ApertiumOptions = {}): ResolvedApe
 
 /** Characters the Apertium stream format reserves; `apertium-destxt` escapes the same set. */
 const RESERVED = /[\\[\]^$/@<>{}]/g;
+/**
+ * Characters the pipeline drops even escaped (a tilde joins words in the stream); `apertium-destxt`
+ * puts them in a superblank, which passes through untouched and which reformat gives back.
+ */
+const FORMAT = /~+/g;
 
 /**
- * One caption as an Apertium text block: reserved characters escaped, the ghost full stop, a tag
- * `[filip:ID]` and the NUL. The tag is a superblank, which every tool passes through untouched and in
+ * One caption as an Apertium text block: reserved characters escaped, tildes in superblanks, the
+ * ghost full stop, a tag `[filip:ID]` and the NUL. The tag is a superblank, which every tool passes through untouched and in
  * place, so each output block says which input it answers (see untag).
  */
 export function deformat(text: string, id: number): string {
-  return `${text.replace(RESERVED, (c) => `\\${c}`)}.[][filip:${id}]\0`;
+  return `${text.replace(RESERVED, (c) => `\\${c}`).replace(FORMAT, (t) => `[${t}]`)}.[][filip:${id}]\0`;
 }
 
 /**
