@@ -47,17 +47,25 @@ test('--version prints the package version, for both programs', async () => {
   }
 });
 
-test('a number flag given a word is a usage error naming the flag, for both programs', () => {
+test('a number flag given a word, or a flag given no value, is a usage error naming the flag', () => {
   const cases: [string, string[], string][] = [
-    ['bin/filip-data.js', ['ingest', 'm.csv', '--timeout', 'abc'], '--timeout'],
-    ['bin/filip-data.js', ['filter', 'in', '--max-repeats', 'ten'], '--max-repeats'],
-    ['bin/filip.js', ['train', '--lr', 'fast'], '--lr'],
+    ['bin/filip-data.js', ['ingest', 'm.csv', '--timeout', 'abc'], '--timeout must be a number'],
+    ['bin/filip-data.js', ['filter', 'in', '--max-repeats', 'ten'], '--max-repeats must be a number'],
+    ['bin/filip.js', ['train', '--lr', 'fast'], '--lr must be a number'],
+    // A script's `--seed $SEED` with SEED empty: not silently the default.
+    ['bin/filip-data.js', ['shard', 'in', '-o', 'out', '--samples-per-shard'], '--samples-per-shard needs a value'],
+    ['bin/filip-data.js', ['shard', 'in', '-o', 'out', '--seed', '--samples-per-shard', '5'], '--seed needs a value'],
+    ['bin/filip-data.js', ['ingest', 'm.csv', '--url-col'], '--url-col needs a value'],
   ];
-  for (const [bin, args, flag] of cases) {
+  for (const [bin, args, message] of cases) {
     const r = spawnSync(process.execPath, [path.resolve(bin), ...args], { encoding: 'utf8', cwd: tmp, timeout: 60_000 });
     assert.equal(r.status, 1, `${args.join(' ')}: ${r.stderr}`);
-    assert.ok(r.stderr.trim().endsWith(`${flag} must be a number`), `${args.join(' ')}: ${r.stderr.slice(-300)}`);
+    assert.ok(r.stderr.trim().endsWith(message), `${args.join(' ')}: ${r.stderr.slice(-300)}`);
   }
+  // A negative number is a value, not a flag: it reaches the option check.
+  const negative = cli('ingest', 'm.csv', '--image-size', '-5');
+  assert.equal(negative.status, 2, negative.stderr);
+  assert.match(negative.stderr, /FILIP_ERR_INVALID_OPTION/);
 });
 
 test('unknown flags and missing commands are usage errors', () => {

@@ -15,7 +15,7 @@ import { workerCommand } from './commands/worker.js';
 import { shardCommand } from './commands/shard.js';
 
 export async function main(argv: string[]): Promise<void> {
-  await numbersMustParse(yargs(argv))
+  await numbersMustParse(yargs(argv), argv)
     .scriptName('filip-data')
     // Given, not guessed: yargs looks for package.json from its own install folder and, when that
     // folder's path has a dot in it (/tmp/tmp.x1y2/node_modules), mistakes it for a file and prints 'unknown'.

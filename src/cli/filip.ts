@@ -9,7 +9,7 @@ import { evalCommand } from './commands/eval.js';
 import { alignCommand } from './commands/align.js';
 import { numbersMustParse } from './numbers.js';
 
-await numbersMustParse(yargs(hideBin(process.argv)))
+await numbersMustParse(yargs(hideBin(process.argv)), hideBin(process.argv))
   .scriptName('filip')
   .version(FILIP_VERSION) // see src/cli/filip-data.ts
   .command(tokenizerCommand as never)
