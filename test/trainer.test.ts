@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { isAbsolute, join, relative } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
@@ -316,6 +316,35 @@ describe('training', () => {
       new Trainer({ ...frozen, out: join(tmp, 'init-none'), init: join(tmp, 'img') }, quiet).run(),
       (e: unknown) => e instanceof FilipError && e.code === 'FILIP_ERR_CHECKPOINT',
     );
+  });
+
+  test('a new run into a folder that holds a run is refused, the run untouched; --overwrite starts again', async () => {
+    const quiet = { stream: { write: () => true } as unknown as NodeJS.WritableStream };
+    const opts = { shards, batch: 8, steps: 2, warmup: 0, backend: 'wasm' as const, augment: 'none' as const, vocabSize: 600, saveEvery: 0, shuffleBuffer: 48 };
+    const out = join(tmp, 'again');
+    // Given relative, as users type it.
+    await new Trainer({ ...opts, shards: relative(process.cwd(), shards), out }, quiet).run();
+    const listing = async () => (await readdir(out)).sort();
+    const before = await listing();
+    const log = await readFile(join(out, 'train_log.jsonl'), 'utf8');
+    assert.ok(before.includes('ckpt-00000002') && log.length > 0);
+    // --resume finds the shards from any working directory.
+    const saved = JSON.parse(await readFile(join(out, 'config.json'), 'utf8')) as { train: { shards: string } };
+    assert.equal(saved.train.shards, shards);
+    assert.ok(isAbsolute(saved.train.shards));
+    await assert.rejects(new Trainer({ ...opts, out }, quiet).run(), (e: unknown) => {
+      assert.ok(e instanceof FilipError && e.code === 'FILIP_ERR_RESUME_MISMATCH', String(e));
+      assert.match(e.message, /--resume .*--overwrite/);
+      return true;
+    });
+    assert.deepEqual(await listing(), before);
+    assert.equal(await readFile(join(out, 'train_log.jsonl'), 'utf8'), log, 'the log is not cut');
+    const again = await new Trainer({ ...opts, out, steps: 3, overwrite: true }, quiet).run();
+    assert.deepEqual([again.startStep, again.step], [0, 3]);
+    assert.deepEqual((await listing()).filter((n) => n.startsWith('ckpt-')), ['ckpt-00000003'], 'the old checkpoints went');
+    // A file where the run folder should be.
+    await writeFile(join(tmp, 'a-file'), 'x');
+    await assert.rejects(new Trainer({ ...opts, out: join(tmp, 'a-file') }, quiet).run(), (e: unknown) => e instanceof FilipError && e.code === 'FILIP_ERR_INVALID_OPTION' && e.field === 'out');
   });
 });
 

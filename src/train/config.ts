@@ -4,7 +4,8 @@
 // field, while run-time settings (backend, where to save, how often to log) may change.
 
 import { FilipError } from '../core/errors.js';
-import { choiceOption, intOption, invalid, numberOption, rejectUnknownKeys, stringOption } from '../core/options.js';
+import { resolve } from 'node:path';
+import { boolOption, choiceOption, intOption, invalid, numberOption, rejectUnknownKeys, stringOption } from '../core/options.js';
 import { AUGMENT_POLICIES } from '../augment/policies.js';
 import { PROGRESS_MODES, type ProgressMode } from '../pipeline/progress.js';
 import { BACKEND_CHOICES, type BackendChoice } from './backend.js';
@@ -152,6 +153,12 @@ export interface TrainOptions {
    * @default {}
    */
   readonly modelOverrides: Readonly<Record<string, number>>;
+  /**
+   * A new run (no `resume`) into an `out` that holds a training run replaces it (its checkpoints,
+   * log, config); without this it is refused, so a repeated command never wipes a run.
+   * @default false
+   */
+  readonly overwrite: boolean;
 }
 
 export type TrainInput = Partial<TrainOptions> & Pick<TrainOptions, 'shards' | 'out'>;
@@ -195,6 +202,7 @@ export const DEFAULT_TRAIN_OPTIONS: Omit<TrainOptions, 'shards' | 'out'> = Objec
   shuffleBuffer: 1000,
   progress: 'auto' as ProgressMode,
   modelOverrides: Object.freeze({}),
+  overwrite: false,
 });
 
 const KNOWN = { shards: '', out: '', ...DEFAULT_TRAIN_OPTIONS };
@@ -243,7 +251,8 @@ export function resolveTrainOptions(input: TrainInput): TrainOptions {
   }
   for (const [k, v] of Object.entries(overrides)) numberOption(`modelOverrides.${k}`, v, 0);
   const resolved: TrainOptions = {
-    shards: stringOption('shards', o.shards),
+    // Absolute, so that config.json lets --resume find the shards from any working directory.
+    shards: resolve(stringOption('shards', o.shards)),
     out: stringOption('out', o.out),
     preset: choiceOption('preset', o.preset, MODEL_PRESETS),
     // The batch is the contrastive problem's set of classes: one pair alone has nothing to contrast.
@@ -271,6 +280,7 @@ export function resolveTrainOptions(input: TrainInput): TrainOptions {
     shuffleBuffer: intOption('shuffleBuffer', o.shuffleBuffer, 0),
     progress: choiceOption('progress', o.progress, Object.keys(PROGRESS_MODES) as ProgressMode[]),
     modelOverrides: Object.freeze({ ...overrides }),
+    overwrite: boolOption('overwrite', o.overwrite),
   };
   if (resolved.init !== null && resolved.resume !== null) throw invalid('init', 'left out with --resume (a resumed run has its weights)', resolved.init);
   if (resolved.init !== null && resolved.tokenizer !== null) throw invalid('tokenizer', 'left out with --init (the tokenizer comes with the weights)', resolved.tokenizer);

@@ -3,7 +3,7 @@
 // with tf.variableGrads, apply the optimiser at the schedule's rate, free every tensor, log; save a
 // checkpoint every N steps, at the end, and when asked to stop (the CLI asks on SIGINT).
 
-import { appendFile, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { appendFile, mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 
 import * as tf from '@tensorflow/tfjs-core';
@@ -135,6 +135,7 @@ export class Trainer {
       }
       options = Object.freeze({ ...options, preset: model.preset as TrainOptions['preset'] });
     }
+    if (!checkpoint) await claimRunFolder(options.out, options.overwrite);
     await mkdir(options.out, { recursive: true });
 
     // ---- backend ----
@@ -390,4 +391,27 @@ async function trimLog(path: string, step: number): Promise<void> {
     .map((line) => `${line}\n`)
     .join('');
   await writeFile(path, kept);
+}
+
+/**
+ * A new run's folder: refused when it holds a training run (FILIP_ERR_RESUME_MISMATCH naming what is
+ * there), unless `overwrite`, which removes that run's files (checkpoints, log, config, merges) and
+ * nothing else. A file where the folder should be is FILIP_ERR_INVALID_OPTION on `out`.
+ */
+async function claimRunFolder(out: string, overwrite: boolean): Promise<void> {
+  const info = await stat(out).catch(() => undefined);
+  if (info === undefined) return;
+  if (!info.isDirectory()) throw new FilipError('FILIP_ERR_INVALID_OPTION', 'the run folder is a file', { field: 'out', file: out });
+  const names = await readdir(out);
+  const ours = names.filter((n) => /^ckpt-\d+$/.test(n) || n === TRAIN_LOG || n === 'config.json' || n === 'tokenizer.merges.txt');
+  if (ours.length === 0) return;
+  if (!overwrite) {
+    const shown = ours.sort().slice(-3).join(', ');
+    throw new FilipError(
+      'FILIP_ERR_RESUME_MISMATCH',
+      `the run folder already holds a training run (${shown}); --resume ${out} continues it, --overwrite starts it again`,
+      { file: out, field: 'out' },
+    );
+  }
+  for (const n of ours) await rm(join(out, n), { recursive: true, force: true });
 }

@@ -41,6 +41,7 @@ interface TrainArgs {
   augment?: string;
   shuffleBuffer?: number;
   progress?: string;
+  overwrite?: boolean;
 }
 
 const d = (value: unknown) => `(default ${JSON.stringify(value)})`;
@@ -75,6 +76,7 @@ export const trainCommand = {
       .option('augment', { type: 'string', choices: AUGMENT_CHOICES, describe: `AutoAugment policy applied online ${d(D.augment)}` })
       .option('shuffle-buffer', { type: 'number', describe: `rows in the shuffle buffer ${d(D.shuffleBuffer)}` })
       .option('progress', { type: 'string', choices: Object.keys(PROGRESS_MODES), describe: d(D.progress) })
+      .option('overwrite', { type: 'boolean', describe: 'start again in an --out that holds a run (its checkpoints and log go); without it such an --out is refused' })
       .check((a) => {
         if (a.resume === undefined && (a.shards === undefined || a.out === undefined)) {
           throw new Error('--shards and --out are required (or --resume a run)');
@@ -108,6 +110,7 @@ export const trainCommand = {
       augment: a.augment as TrainOptions['augment'] | undefined,
       shuffleBuffer: a.shuffleBuffer,
       progress: a.progress as TrainOptions['progress'] | undefined,
+      overwrite: a.overwrite,
     };
     const mode = a.progress ?? D.progress;
     const isTty = mode === 'tty' || (mode === 'auto' && process.stdout.isTTY === true);
