@@ -171,6 +171,34 @@ describe('batches', () => {
     // 48 pairs an epoch: six batches of 8, then the next epoch begins.
     assert.deepEqual(positions, [8, 16, 24, 32, 40, 48, 8].map((consumed, i) => ({ epoch: i < 6 ? 0 : 1, consumed })));
   });
+
+  test('undecodable images are skipped and named; a source where none decodes is FILIP_ERR_SHARD, not an endless loop', async () => {
+    const tok = await BpeTokenizer.fromMergesFile(mergesFile);
+    const good = await firstPairs(6);
+    /** A looping source (as training reads shards) over `pairs`. */
+    const looping = (pairs: readonly TrainingPair[]) => ({
+      position: () => null,
+      async *[Symbol.asyncIterator]() {
+        for (;;) yield* pairs;
+      },
+    });
+    const garbage = (key: string): TrainingPair => ({ key, image: Buffer.from('not an image at all'), caption: 'a broken picture' });
+    const some = new BatchLoader(looping([good[0]!, garbage('bad-1'), ...good.slice(1, 3), garbage('bad-2'), ...good.slice(3)]), 1, resolveBatchOptions({ batch: 6, imageSize: 32 }), {
+      tokenize: (x, l) => tok.tokenize(x, l),
+    });
+    const batch = (await some.next())!;
+    await some.close();
+    assert.equal(batch.size, 6);
+    // The next batch is prefetched from the looping source, so it may have met them again.
+    assert.ok(some.skipped >= 2, String(some.skipped));
+    assert.deepEqual(some.skippedExamples.slice(0, 2).map((e) => e.split(':')[0]), ['bad-1', 'bad-2']);
+
+    const none = new BatchLoader(looping([garbage('bad-a'), garbage('bad-b')]), 1, resolveBatchOptions({ batch: 4, imageSize: 32 }), {
+      tokenize: (x, l) => tok.tokenize(x, l),
+    });
+    await assert.rejects(none.next(), (e: unknown) => e instanceof FilipError && e.code === 'FILIP_ERR_SHARD' && /bad-[ab]/.test(e.message));
+    await none.close();
+  });
 });
 
 describe('train options', () => {

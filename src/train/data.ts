@@ -7,6 +7,7 @@
 
 import sharp from 'sharp';
 
+import { FilipError } from '../core/errors.js';
 import { intOption, invalid, rejectUnknownKeys } from '../core/options.js';
 import { mulberry32 } from '../core/random.js';
 import type { CaptionTranslation } from '../core/sample.js';
@@ -191,14 +192,23 @@ export async function makeBatch<P>(
   };
 }
 
+/** Undecodable images in a row that stop a run (a looping source would otherwise skip for ever). */
+export const MAX_UNDECODABLE_IN_A_ROW = 10_000;
+const SKIPPED_EXAMPLES = 3;
+
 /**
  * Batches of `o.batch` pairs for steps `firstStep`, `firstStep + 1`, ..., each started as soon as the
  * previous one is handed out, so it is built while that step trains. A pair that does not decode is
- * skipped and counted in `skipped` (the shard stage rejects undecodable images, so this is rare).
+ * skipped and counted in `skipped`, the first few named in `skippedExamples` (the shard stage rejects
+ * undecodable images, so this is rare). MAX_UNDECODABLE_IN_A_ROW failures in a row are
+ * FILIP_ERR_SHARD: on a looping source whose images all fail, skipping would never end.
  * Ends when the source ends before a batch is full.
  */
 export class BatchLoader<P = unknown> {
   skipped = 0;
+  /** `key: why` of the first SKIPPED_EXAMPLES pairs skipped. */
+  readonly skippedExamples: string[] = [];
+  #failedInARow = 0;
   readonly #iterator: AsyncIterator<TrainingPair>;
   readonly #source: PairSource<P>;
   readonly #o: BatchOptions;
@@ -261,8 +271,16 @@ export class BatchLoader<P = unknown> {
       try {
         await decodeToSquare(pair.image, 8);
         good.push(pair);
-      } catch {
+        this.#failedInARow = 0;
+      } catch (err) {
         this.skipped++;
+        const why = `${pair.key}: ${(err as Error).message}`;
+        if (this.skippedExamples.length < SKIPPED_EXAMPLES) this.skippedExamples.push(why);
+        if (++this.#failedInARow >= MAX_UNDECODABLE_IN_A_ROW) {
+          throw new FilipError('FILIP_ERR_SHARD', `${this.#failedInARow} images in a row do not decode, the last ${why}: the shards hold no usable image`, {
+            field: 'image',
+          });
+        }
       }
     }
     return makeBatch(good, step, this.#source.position(), this.#o, this.#t);

@@ -293,6 +293,7 @@ export class Trainer {
     if (this.#io.isTty) this.#io.stream.write('\r\x1b[K');
     const pairsPerSec = timedPairs / Math.max((performance.now() - timedFrom) / 1000, 1e-9);
     if (this.#stopRequested && step < options.steps) write(`stopped at step ${step}; continue with --resume ${options.out}`);
+    if (loader.skipped > 0) write(`skipped ${loader.skipped} pairs whose image does not decode (${loader.skippedExamples.join('; ')}${loader.skipped > loader.skippedExamples.length ? '; ...' : ''})`);
     write(`saved ${lastSaved} (step ${step}); ${pairsPerSec.toFixed(1)} pairs/s on ${backend.backend}`);
     return {
       options,
