@@ -96,9 +96,6 @@ function translateUrl(u: URL): string {
   return u.toString();
 }
 
-/** What check() asks the server to translate. */
-const CHECK_TEXT = 'a photo of a dog';
-
 /** Error codes worth another attempt: the retry interceptor's defaults plus timeouts. */
 const RETRY_ERROR_CODES = [
   'ECONNRESET', 'ECONNREFUSED', 'ENOTFOUND', 'ENETDOWN', 'ENETUNREACH', 'EHOSTDOWN', 'EHOSTUNREACH', 'EPIPE',
@@ -171,18 +168,6 @@ export class HttpTranslator implements Translator {
     }
     for (const i of todo) out[i] = fail(describe(answer));
     return out;
-  }
-
-  /**
-   * Asks the server for one short text, from -> to, before the stage's first sample. A server that
-   * cannot be reached, or that refuses the pair (a 4xx: "That pair is not installed"), is
-   * FILIP_ERR_TRANSLATOR now, not a whole run of rows kept without back-translations. A 5xx or 429
-   * after the retries is let through: the server may recover, and rows keep translation_failed.
-   */
-  async check(from: string, to: string): Promise<void> {
-    const [answer] = await this.translate([CHECK_TEXT], from, to);
-    if (!(answer instanceof Error) || /HTTP (5\d\d|429)\b/.test(answer.message)) return;
-    throw new FilipError('FILIP_ERR_TRANSLATOR', `${this.options.url} cannot translate ${from} -> ${to}: ${answer.message}`, { field: 'httpUrl' });
   }
 
   async close(): Promise<void> {
