@@ -204,7 +204,13 @@ export async function runAlign(input: AlignInput, log: (line: string) => void = 
       } catch (error) {
         throw new FilipError('FILIP_ERR_NO_INPUT', `cannot read the image: ${(error as Error).message}`, { file }, { cause: error });
       }
-      const map = await alignImage(model, bytes, o.prompt, o.highlight);
+      let map: AlignmentMap;
+      try {
+        map = await alignImage(model, bytes, o.prompt, o.highlight);
+      } catch (error) {
+        if (!(error instanceof FilipError) || error.code !== 'FILIP_ERR_SHARD') throw error;
+        throw new FilipError('FILIP_ERR_NO_INPUT', `not an image that can be decoded: ${(error.cause as Error | undefined)?.message ?? error.message}`, { file }, { cause: error });
+      }
       const outFile = join(o.out, `${basename(file, extname(file))}.align.png`);
       await writeFile(outFile, await renderAlignment(bytes, map, o.cell));
       const counts = map.highlights.map((h) => `${h.word} ${map.best.filter((b) => h.positions.includes(b)).length}`).join(', ');

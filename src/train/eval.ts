@@ -207,11 +207,23 @@ export interface TextCodes {
   readonly globalData: Float32Array;
 }
 
-/** Decodes encoded images as the training loader does (cover-resize, centre crop, CLIP normalisation). */
-export async function imagePixels(images: readonly Buffer[], size: number): Promise<Float32Array> {
+/**
+ * Decodes encoded images as the training loader does (cover-resize, centre crop, CLIP normalisation).
+ * An image that does not decode is FILIP_ERR_SHARD naming it by `names[i]` (a key; default its index).
+ */
+export async function imagePixels(images: readonly Buffer[], size: number, names?: readonly string[]): Promise<Float32Array> {
   const pixels = new Float32Array(images.length * size * size * 3);
   await Promise.all(
-    images.map(async (bytes, i) => normaliseInto(await decodeToSquare(bytes, size), pixels, i * size * size * 3)),
+    images.map(async (bytes, i) => {
+      let image: Awaited<ReturnType<typeof decodeToSquare>>;
+      try {
+        image = await decodeToSquare(bytes, size);
+      } catch (error) {
+        const name = names?.[i] ?? `image ${i}`;
+        throw new FilipError('FILIP_ERR_SHARD', `${name}: the image does not decode: ${(error as Error).message}`, { field: 'image' }, { cause: error });
+      }
+      normaliseInto(image, pixels, i * size * size * 3);
+    }),
   );
   return pixels;
 }
@@ -518,7 +530,7 @@ export async function evaluateModel(
   const n = pairs.length;
 
   log(`encoding ${n} held-out images and captions (${how} similarity)`);
-  const images = encodeImages(net, await imagePixels(pairs.map((p) => p.image), size), n, o.batch);
+  const images = encodeImages(net, await imagePixels(pairs.map((p) => p.image), size, pairs.map((p) => `key ${p.key}`)), n, o.batch);
   const captions = encodeTexts(net, tokenizer, pairs.map((p) => p.caption), o.batch);
 
   // Retrieval among the held-out pairs: pair q's caption is the right answer for image q and back.

@@ -1,7 +1,8 @@
 // `filip eval`: zero-shot classification (prompt ensemble, late interaction), retrieval R@1/5/10 and
 // word-patch localisation of a checkpoint on held-out shards. Prints a table, or JSON with --json;
 // --report also writes the JSON to a file. FILIP_ERR_ errors print as one line with exit status 2.
-import { writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import type { Argv } from 'yargs';
 
 import { FilipError } from '../../core/errors.js';
@@ -55,8 +56,16 @@ export const evalCommand = {
     try {
       const report = await runEval(input, (line) => process.stderr.write(`${line}\n`));
       const json = `${JSON.stringify(report, null, 2)}\n`;
-      if (a.report) await writeFile(a.report, json);
+      // Results first: a report file that cannot be written must not cost them.
       process.stdout.write(a.json ? json : `${formatEvalReport(report)}\n`);
+      if (a.report) {
+        try {
+          await mkdir(dirname(a.report), { recursive: true });
+          await writeFile(a.report, json);
+        } catch (error) {
+          throw new FilipError('FILIP_ERR_INVALID_OPTION', `cannot write the report: ${(error as Error).message}`, { field: 'report', file: a.report }, { cause: error });
+        }
+      }
     } catch (error) {
       if (!(error instanceof FilipError)) throw error;
       process.stderr.write(`filip: ${error.code}: ${error.message}\n`);
