@@ -19,6 +19,7 @@ import { tarHeader, TarWriter } from '../src/shard/webdataset.js';
 import { noiseJpeg, seededRandom } from './helpers/images.js';
 import { readShardFile } from './helpers/read.js';
 import { killWhen, runCli } from './helpers/cli.js';
+import { trainTokenizer } from '../src/train/bpe-train.js';
 
 let tmp: string;
 
@@ -183,6 +184,13 @@ test('shard --format webdataset: img2dataset members, grouped by key, same conte
   const card = JSON.parse(await fs.readFile(path.join(wds, 'dataset_card.json'), 'utf8'));
   assert.equal(card.format, 'webdataset');
   assert.ok(card.schema.some((s: { name: string }) => s.name === 'KEY.view0.jpg' || s.name === 'KEY.viewN.jpg'));
+
+  // The trainer's tokenizer learns from either format alike (it read only Parquet).
+  const fromTar = await trainTokenizer({ shards: wds, out: path.join(tmp, 'tok-wds.txt'), vocabSize: 700 });
+  const fromParquet = await trainTokenizer({ shards: pq, out: path.join(tmp, 'tok-pq.txt'), vocabSize: 700 });
+  assert.deepEqual([fromTar.files, fromTar.rows], [3, 45]);
+  assert.deepEqual(fromTar.merges, fromParquet.merges);
+  assert.ok(fromTar.merges.length > 0);
 });
 
 // ---- kill -9 and rerun, with the real CLI ----

@@ -18,6 +18,7 @@ import { FilipError } from '../core/errors.js';
 import { intOption, invalid, rejectUnknownKeys, stringOption } from '../core/options.js';
 import { BACK_TRANSLATIONS_COLUMN } from '../shard/schema.js';
 import { iterateShard } from '../shard/reader.js';
+import { listShards, newCounters, openShard, type ShardInfo } from '../data/shards.js';
 import { BOS_TOKEN, BYTE_VOCAB, END_OF_WORD, EOS_TOKEN, formatMerges, preTokenize, toByteChars } from './tokenizer.js';
 
 /** Size of the byte-level base vocabulary: 256 byte-characters and the same with "</w>". */
@@ -333,7 +334,7 @@ export async function listShardFiles(dir: string): Promise<string[]> {
     .filter((e) => e.isFile() && e.name.endsWith('.parquet') && !e.name.startsWith('.'))
     .map((e) => path.join(e.parentPath ?? e.path, e.name))
     .sort();
-  if (files.length === 0) throw new FilipError('FILIP_ERR_NO_INPUT', 'no .parquet files in the folder', { file: dir });
+  if (files.length === 0) throw new FilipError('FILIP_ERR_NO_INPUT', 'no shards (.parquet files, or NNNNN.tar) in the folder', { file: dir });
   return files;
 }
 
@@ -375,8 +376,10 @@ export interface ShardTextCounts {
   readonly filesWithBackTranslations: number;
 }
 
-/** Word counts of every caption and back-translation in the shards under `dir`. */
+/** Word counts of every caption and back-translation in the shards under `dir` (Parquet, or WebDataset tar). */
 export async function countShardWords(dir: string, onFile?: (file: string, rows: number) => void): Promise<ShardTextCounts> {
+  const tar = await tarShardsOf(dir);
+  if (tar) return countTarWords(tar, onFile);
   const files = await listShardFiles(dir);
   const counts = new WordCounts();
   let rows = 0;
@@ -398,6 +401,34 @@ export async function countShardWords(dir: string, onFile?: (file: string, rows:
     onFile?.(file, index);
   }
   return { counts, files: files.length, rows, filesWithBackTranslations: withBt };
+}
+
+/** The folder's WebDataset shards when it holds NNNNN.tar files and no Parquet file; else undefined. */
+async function tarShardsOf(dir: string): Promise<ShardInfo[] | undefined> {
+  const names = await fs.readdir(dir).catch(() => undefined);
+  if (!names || names.some((n) => n.endsWith('.parquet')) || !names.some((n) => /^\d{5,}\.tar$/.test(n))) return undefined;
+  return (await listShards(dir)).filter((s) => s.format === 'tar');
+}
+
+async function countTarWords(shards: readonly ShardInfo[], onFile?: (file: string, rows: number) => void): Promise<ShardTextCounts> {
+  const counts = new WordCounts();
+  let rows = 0;
+  let withBt = 0;
+  for (const info of shards) {
+    const reader = await openShard(info, new Set(['caption', 'backTranslations']), newCounters());
+    let bt = false;
+    for (let g = 0; g + 1 < reader.groupStarts.length; g++) {
+      for (const s of await reader.read(reader.groupStarts[g]!, reader.groupStarts[g + 1]!)) {
+        counts.add(s.caption ?? '');
+        for (const t of s.backTranslations ?? []) counts.add(t.text);
+        if ((s.backTranslations?.length ?? 0) > 0) bt = true;
+      }
+    }
+    if (bt) withBt++;
+    rows += reader.rows;
+    onFile?.(info.file, reader.rows);
+  }
+  return { counts, files: shards.length, rows, filesWithBackTranslations: withBt };
 }
 
 // ---- the whole command ----
