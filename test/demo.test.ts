@@ -89,3 +89,18 @@ test('demo: planted cases get their reasons at the right stage; the rest is kept
   // Apertium handles plain English captions: failures are the exception, not the rule.
   assert.ok(translated >= 0.9 * 2 * keptRows.size, `${translated} back-translations for ${keptRows.size} kept rows and 2 pivots`);
 });
+
+test('demo: run again on the same folder, every stage starts afresh (the README runs it more than once)', async () => {
+  let report = '';
+  const out = new Writable({
+    write(c, _e, cb) {
+      report += String(c);
+      cb();
+    },
+  });
+  const result = await runDemo({ output: tmp, progress: 'none', out });
+  assert.match(report, /0 rows differ from expected\.json/);
+  assert.deepEqual(result.shardProblems, []);
+  // The training step (the last) ran again too: its run folder held the first run's checkpoint.
+  assert.match(report, /saved .*ckpt-\d+ \(step \d+\)/);
+});

@@ -47,6 +47,8 @@ export async function demoTrainStep(
     {
       shards: shardDir,
       out: runDir,
+      // The demo starts afresh each time, as its other stages do.
+      overwrite: true,
       preset: 'tiny',
       loss: 'filip',
       steps: o.steps,

@@ -522,6 +522,7 @@ export async function runLearnCheck(input: LearnCheckInput, log: (line: string) 
         {
           shards: shardsOf['shape-first'],
           out: stageOneDir,
+          overwrite: true,
           preset: o.preset,
           ...(o.imageSize === null ? {} : { modelOverrides: { imageSize: o.imageSize } }),
           ...trainerCommon(o, loss, o.shapeFirst),
@@ -535,6 +536,7 @@ export async function runLearnCheck(input: LearnCheckInput, log: (line: string) 
       {
         shards: shardsOf.train,
         out: runDir,
+        overwrite: true,
         ...(stageOneDir === null
           ? { preset: o.preset, ...(o.imageSize === null ? {} : { modelOverrides: { imageSize: o.imageSize } }), vocabSize: 1000 }
           : { init: stageOneDir }),
