@@ -14,7 +14,8 @@ import { readOutput, readShardFile } from './helpers/read.js';
 const tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'filip-demo-'));
 after(() => fs.rm(tmp, { recursive: true, force: true }));
 
-test('demo: planted cases get their reasons at the right stage; the rest is kept', async () => {
+/** Runs the demo into `tmp` and returns its result and what it printed. */
+async function demo() {
   let report = '';
   const out = new Writable({
     write(c, _e, cb) {
@@ -22,8 +23,13 @@ test('demo: planted cases get their reasons at the right stage; the rest is kept
       cb();
     },
   });
-  // The default corpus, as `npm run demo` runs it.
   const result = await runDemo({ output: tmp, progress: 'none', out });
+  return { result, report };
+}
+
+test('demo: planted cases get their reasons at the right stage; the rest is kept', async () => {
+  // The default corpus, as `npm run demo` runs it.
+  const { result, report } = await demo();
   const ingest = await readOutput(result.ingestDir);
   const filtered = await readOutput(result.filterDir);
   const rowOf = (key: string) => Number(key.slice(4));
@@ -91,14 +97,7 @@ test('demo: planted cases get their reasons at the right stage; the rest is kept
 });
 
 test('demo: run again on the same folder, every stage starts afresh (the README runs it more than once)', async () => {
-  let report = '';
-  const out = new Writable({
-    write(c, _e, cb) {
-      report += String(c);
-      cb();
-    },
-  });
-  const result = await runDemo({ output: tmp, progress: 'none', out });
+  const { result, report } = await demo();
   assert.match(report, /0 rows differ from expected\.json/);
   assert.deepEqual(result.shardProblems, []);
   // The training step (the last) ran again too: its run folder held the first run's checkpoint.
