@@ -12,7 +12,7 @@ import { makeKey } from '../src/core/sample.js';
 import type { FunnelJson } from '../src/filters/funnel.js';
 import type { DatasetCard } from '../src/pipeline/dataset-card.js';
 import { runFilter } from '../src/pipeline/filter-run.js';
-import { openOutput, ShardSink } from '../src/pipeline/output.js';
+import { openOutput, ShardSink, writeSummary } from '../src/pipeline/output.js';
 import { runShard } from '../src/pipeline/shard-run.js';
 import { noiseJpeg } from './helpers/images.js';
 
@@ -60,6 +60,7 @@ before(async () => {
     });
   }
   await sink.close();
+  await writeSummary(ingest, { test: true }); // a finished run
   filtered = path.join(tmp, 'filtered');
   await runFilter({ input: ingest, output: filtered, shardSize: 10, progress: 'none' });
 });

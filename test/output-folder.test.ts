@@ -9,7 +9,7 @@ import { FilipError } from '../src/core/errors.js';
 import { makeKey } from '../src/core/sample.js';
 import { runFilter } from '../src/pipeline/filter-run.js';
 import { runIngest } from '../src/pipeline/ingest.js';
-import { openOutput, ShardSink } from '../src/pipeline/output.js';
+import { openOutput, ShardSink, writeSummary } from '../src/pipeline/output.js';
 import { runShard } from '../src/pipeline/shard-run.js';
 import { noiseJpeg } from './helpers/images.js';
 
@@ -35,6 +35,7 @@ before(async () => {
     });
   }
   await sink.close();
+  await writeSummary(shards, { test: true }); // a finished run
 });
 
 after(async () => {

@@ -110,6 +110,9 @@ test('three workers, one killed mid-job: the same keys as a single-process run, 
   assert.deepEqual(staging.filter((n) => !n.startsWith('.work')), [], 'staging files are gone once committed');
   // Shard numbers are chunk numbers: 15 commits, one per chunk, whatever worker wrote them.
   assert.equal(got.names.filter((n) => n.endsWith('_stats.json')).length, 15);
+  // The committer of the last chunk marked the run finished, so the later stages take the folder.
+  const summary = JSON.parse(await fs.readFile(path.join(out, '_summary.json'), 'utf8')) as { kind: string; total: { ok: number; rejected: number } };
+  assert.deepEqual([summary.kind, summary.total.ok + summary.total.rejected], ['queue', corpus.rows]);
 
   // The same command again adds no job; with --wait it finds the run done and writes the funnel report,
   // with the counts of the single run's.
@@ -177,7 +180,9 @@ test('--retry-failed with --queue re-attempts the transient rejects as a single-
     await must(['ingest', manifest, '-o', single, ...flags, '--retry-failed']);
     const stdout = await must(['ingest', manifest, '-o', queued, ...flags, ...q, '--retry-failed']);
     assert.match(stdout, /queued 5 rows rejected for transient reasons/);
+    await assert.rejects(fs.access(path.join(queued, '_summary.json')), 'unfinished again while the retry round is queued');
     await must(worker);
+    await fs.access(path.join(queued, '_summary.json'));
 
     const expected = await readOutput(single);
     const actual = await readOutput(queued);

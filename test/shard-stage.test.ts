@@ -11,7 +11,7 @@ import sharp from 'sharp';
 import { FilipError } from '../src/core/errors.js';
 import { openShardStream } from '../src/data/index.js';
 import { makeKey, type Sample } from '../src/core/sample.js';
-import { openOutput, ShardSink } from '../src/pipeline/output.js';
+import { openOutput, ShardSink, writeSummary } from '../src/pipeline/output.js';
 import { resolveShardRunOptions, runShard, type ShardRunInput } from '../src/pipeline/shard-run.js';
 import { startApy } from './helpers/apy.js';
 import { noiseJpeg } from './helpers/images.js';
@@ -46,6 +46,7 @@ async function makeInput(dir: string, n: number, { corruptRow = -1, shardSize = 
     await sink.write(s);
   }
   await sink.close();
+  await writeSummary(dir, { test: true }); // a finished run
   return samples;
 }
 

@@ -13,7 +13,7 @@ import { after, before, test } from 'node:test';
 import { FilipError } from '../src/core/errors.js';
 import { makeKey } from '../src/core/sample.js';
 import { openShardStream } from '../src/data/index.js';
-import { openOutput, ShardSink } from '../src/pipeline/output.js';
+import { openOutput, ShardSink, writeSummary } from '../src/pipeline/output.js';
 import { runShard } from '../src/pipeline/shard-run.js';
 import { tarHeader, TarWriter } from '../src/shard/webdataset.js';
 import { noiseJpeg, seededRandom } from './helpers/images.js';
@@ -133,6 +133,7 @@ test('shard --format webdataset: img2dataset members, grouped by key, same conte
     });
   }
   await sink.close();
+  await writeSummary(input, { test: true }); // a finished run
   const common = { input, progress: 'none' as const, samplesPerShard: 16, seed: 4, augment: { views: 1 }, translate: { engine: 'none' as const } };
   const wds = path.join(tmp, 'wds');
   const pq = path.join(tmp, 'pq');
@@ -214,6 +215,7 @@ async function makeInput(dir: string, n: number, shardSize: number, size: number
     });
   }
   await sink.close();
+  await writeSummary(dir, { test: true }); // a finished run
 }
 
 function cliArgs(src: string, out: string): string[] {

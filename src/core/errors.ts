@@ -7,6 +7,7 @@ export const ERROR_CODES = {
   FILIP_ERR_MISSING_COLUMN: 'a manifest lacks a requested column',
   FILIP_ERR_MANIFEST: 'a manifest cannot be opened or its format cannot be read',
   FILIP_ERR_NO_INPUT: 'no manifest files were found',
+  FILIP_ERR_INPUT_UNFINISHED: 'an input folder holds a run that has not finished (killed, or still running)',
   FILIP_ERR_RESUME_MISMATCH: 'the output folder holds a run with different inputs or options',
   FILIP_ERR_SHARD: 'a shard file cannot be written or read',
   FILIP_ERR_TRANSLATOR: 'a translation engine is missing, misconfigured or unreachable',

@@ -11,7 +11,7 @@ import { filterSamples, prepareFilter, resolveFilterOptions, type FilterContext,
 import { Funnel, formatFunnel, writeFunnelReport } from '../filters/funnel.js';
 import { iterateShard } from '../shard/reader.js';
 import { WRITER_ENGINES, type WriterEngine } from '../shard/writer.js';
-import { drainInto, FUNNEL_IMAGES, openOutput, readRejects, ShardSink, SUMMARY_FILE, writeFileAtomic, type OutputState } from './output.js';
+import { drainInto, FUNNEL_IMAGES, openOutput, readRejects, ShardSink, writeSummary, type OutputState } from './output.js';
 import { PROGRESS_MODES, Progress, type ProgressMode } from './progress.js';
 import { committedShards, countShardRows, outputCaptions, readShardSamples } from './shard-source.js';
 
@@ -27,6 +27,12 @@ export interface FilterRunOptions {
   readonly writer: WriterEngine;
   /** @default false */
   readonly overwrite: boolean;
+  /**
+   * Filter what an unfinished input run (no `_summary.json`) has committed so far, instead of
+   * stopping with FILIP_ERR_INPUT_UNFINISHED. The corpus-wide rules then count only those rows.
+   * @default false
+   */
+  readonly partialInput: boolean;
   /** @default 'auto' */
   readonly progress: ProgressMode;
   /** @default process.stderr */
@@ -35,7 +41,14 @@ export interface FilterRunOptions {
 
 export type FilterRunInput = Partial<Omit<FilterRunOptions, 'filter'>> & { input: string; filter?: FilterInput };
 
-const DEFAULTS = { output: 'shards/filtered', shardSize: 10_000, writer: 'lean' as WriterEngine, overwrite: false, progress: 'auto' as ProgressMode };
+const DEFAULTS = {
+  output: 'shards/filtered',
+  shardSize: 10_000,
+  writer: 'lean' as WriterEngine,
+  overwrite: false,
+  partialInput: false,
+  progress: 'auto' as ProgressMode,
+};
 
 export function resolveFilterRunOptions(input: FilterRunInput): FilterRunOptions {
   rejectUnknownKeys('filter run', input, { ...DEFAULTS, input: 0, filter: 0, logStream: 0 });
@@ -47,6 +60,7 @@ export function resolveFilterRunOptions(input: FilterRunInput): FilterRunOptions
     shardSize: intOption('shardSize', o.shardSize, 1),
     writer: choiceOption('writer', o.writer, Object.keys(WRITER_ENGINES) as WriterEngine[]),
     overwrite: boolOption('overwrite', o.overwrite),
+    partialInput: boolOption('partialInput', o.partialInput),
     progress: choiceOption('progress', o.progress, Object.keys(PROGRESS_MODES) as ProgressMode[]),
     logStream: input.logStream ?? process.stderr,
   };
@@ -92,12 +106,12 @@ export async function seedFunnel(dir: string, state: OutputState, funnel: Funnel
 export async function runFilter(input: FilterRunInput): Promise<FilterRunSummary> {
   const o = resolveFilterRunOptions(input);
   const started = performance.now();
-  const files = await committedShards(o.input);
+  const files = await committedShards(o.input, { partial: o.partialInput });
   const identity = { input: path.resolve(o.input), filter: o.filter, shardSize: o.shardSize };
   const state = await openOutput(o.output, 'filip-data filter', identity, o.overwrite, [o.input]);
   const workDir = path.join(o.output, '.work');
   await fs.mkdir(workDir, { recursive: true });
-  const ctx = await prepareFilter(o.filter, () => outputCaptions(o.input), workDir);
+  const ctx = await prepareFilter(o.filter, () => outputCaptions(o.input, o.partialInput), workDir);
   const imageLog = path.join(o.output, FUNNEL_IMAGES);
   const funnel = new Funnel(o.filter.rules as readonly ReasonCode[], { imageLog });
   const shards: string[] = [];
@@ -138,7 +152,7 @@ export async function runFilter(input: FilterRunInput): Promise<FilterRunSummary
     seconds: (performance.now() - started) / 1000,
     report,
   };
-  await writeFileAtomic(path.join(o.output, SUMMARY_FILE), `${JSON.stringify(summary, null, 2)}\n`);
+  await writeSummary(o.output, summary);
   return summary;
 }
 

@@ -30,8 +30,7 @@ import {
   readRejects,
   recoverOutput,
   ShardSink,
-  SUMMARY_FILE,
-  writeFileAtomic,
+  writeSummary,
   type CommitKind,
   type OutputState,
   type ShardStats,
@@ -254,7 +253,6 @@ export async function download(sample: Sample, fetcher: Fetcher, image: ImageOpt
   return sample;
 }
 
-
 export async function runIngest(input: IngestInput): Promise<RunSummary> {
   const o = resolveIngestOptions(input);
   const started = performance.now();
@@ -359,7 +357,7 @@ export async function runIngest(input: IngestInput): Promise<RunSummary> {
     dedupeIndexBytes: index.bytes,
     ...(filter ? { funnel: filter.funnel.toJSON() } : {}),
   };
-  await writeFileAtomic(path.join(o.output, SUMMARY_FILE), `${JSON.stringify(summary, null, 2)}\n`);
+  await writeSummary(o.output, summary);
   return summary;
 }
 

@@ -156,6 +156,9 @@ export async function openOutput(
       }
     }
   }
+  // From here until the run writes it again at its end, the folder is a run in progress: the later
+  // stages refuse it (FILIP_ERR_INPUT_UNFINISHED) rather than read a part of it as the whole.
+  await fs.rm(path.join(dir, SUMMARY_FILE), { force: true });
   await writeFileAtomic(runFile, `${JSON.stringify({ tool, identity }, null, 2)}\n`);
   return state;
 }
@@ -395,6 +398,15 @@ function newWindow(inputStart: number): Window {
     replaced: {},
     started: performance.now(),
   };
+}
+
+/**
+ * Marks the run in `dir` finished: writes its summary as `_summary.json`, the last file a run writes.
+ * The later stages read only folders that have one (see committedShards); openOutput removes it when
+ * a run starts again in the folder.
+ */
+export async function writeSummary(dir: string, summary: object): Promise<void> {
+  await writeFileAtomic(path.join(dir, SUMMARY_FILE), `${JSON.stringify(summary, null, 2)}\n`);
 }
 
 export async function writeFileAtomic(file: string, data: string | Buffer): Promise<void> {

@@ -28,7 +28,7 @@ import { EXTRA_PREFIX, sampleToTrainingRow, shardName, trainingShardColumns } fr
 import { listTarMembers, TarWriter, WEBDATASET_MEMBERS, webdatasetMembers } from '../shard/webdataset.js';
 import { openShardWriter, WRITER_ENGINES, type WriterEngine } from '../shard/writer.js';
 import { columnsSchema, filterSection, readLineage, toolVersion, writeDatasetCard, type DatasetCard } from './dataset-card.js';
-import { assertInputsOutside, openOutput, readCommits, REJECT_LOG, statsName, SUMMARY_FILE, writeFileAtomic, type RejectRecord, type ShardStats } from './output.js';
+import { assertInputsOutside, openOutput, readCommits, REJECT_LOG, statsName, writeFileAtomic, writeSummary, type RejectRecord, type ShardStats } from './output.js';
 import { PROGRESS_MODES, Progress, type ProgressMode } from './progress.js';
 import { committedShards, readShardSamples } from './shard-source.js';
 import { gatherShuffled, ShuffleScatter, type ScatterState } from './shuffle.js';
@@ -85,6 +85,11 @@ export interface ShardRunOptions {
   readonly scatterBufferBytes: number;
   /** @default false */
   readonly overwrite: boolean;
+  /**
+   * Shard what an unfinished input run (no `_summary.json`) has committed so far, instead of stopping
+   * with FILIP_ERR_INPUT_UNFINISHED. @default false
+   */
+  readonly partialInput: boolean;
   /** @default 'auto' */
   readonly progress: ProgressMode;
   /** @default process.stderr */
@@ -106,6 +111,7 @@ const DEFAULTS = {
   bucketBytes: 256 * 2 ** 20,
   scatterBufferBytes: 32 * 2 ** 20,
   overwrite: false,
+  partialInput: false,
   progress: 'auto' as ProgressMode,
 };
 const AUGMENT_DEFAULTS: ShardAugmentOptions = { views: 0, policy: 'imagenet', concurrency: 4, quality: 95 };
@@ -138,6 +144,7 @@ export function resolveShardRunOptions(input: ShardRunInput): ShardRunOptions {
     bucketBytes: intOption('bucketBytes', o.bucketBytes, 1),
     scatterBufferBytes: intOption('scatterBufferBytes', o.scatterBufferBytes, 1),
     overwrite: boolOption('overwrite', o.overwrite),
+    partialInput: boolOption('partialInput', o.partialInput),
     progress: choiceOption('progress', o.progress, Object.keys(PROGRESS_MODES) as ProgressMode[]),
     logStream: input.logStream ?? process.stderr,
   };
@@ -182,8 +189,8 @@ export interface ShardRunSummary {
 }
 
 /** The input folder's committed shards, their row count, and their image bytes (for the bucket count). */
-async function describeInput(dir: string): Promise<{ files: string[]; rows: number; imageBytes: number }> {
-  const files = await committedShards(dir);
+async function describeInput(dir: string, partial: boolean): Promise<{ files: string[]; rows: number; imageBytes: number }> {
+  const files = await committedShards(dir, { partial });
   const names = new Set(files.map((f) => path.basename(f)));
   let rows = 0;
   let imageBytes = 0;
@@ -277,7 +284,7 @@ async function openTrainingShard(file: string, o: ShardRunOptions, keepCols: rea
 export async function runShard(input: ShardRunInput): Promise<ShardRunSummary> {
   const o = resolveShardRunOptions(input);
   const started = performance.now();
-  const source = await describeInput(o.input);
+  const source = await describeInput(o.input, o.partialInput);
   const views = o.augment.views;
   // Views are about as large as the image; ~600 bytes a row of text and framing.
   const estimate = source.imageBytes * (1 + views) + source.rows * 600;
@@ -347,7 +354,7 @@ export async function runShard(input: ShardRunInput): Promise<ShardRunSummary> {
     seconds: (performance.now() - started) / 1000,
     card,
   };
-  await writeFileAtomic(path.join(o.output, SUMMARY_FILE), `${JSON.stringify(summary, null, 2)}\n`);
+  await writeSummary(o.output, summary);
   await fs.rm(workDir, { recursive: true, force: true });
   return summary;
 }

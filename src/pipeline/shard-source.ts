@@ -7,10 +7,27 @@ import { FilipError } from '../core/errors.js';
 import { IMAGE_FORMATS, type ImageFormat, type Sample } from '../core/sample.js';
 import { EXTRA_PREFIX } from '../shard/schema.js';
 import { iterateShard, shardRowCount } from '../shard/reader.js';
-import { readCommits, readRejects, RUN_FILE, type CommitKind } from './output.js';
+import { readCommits, readRejects, RUN_FILE, SUMMARY_FILE, type CommitKind } from './output.js';
 
-/** Committed shard files of an output folder, in order. Reads only; a running writer is not disturbed. */
-export async function committedShards(dir: string, kinds?: readonly CommitKind[]): Promise<string[]> {
+export interface CommittedShardsOptions {
+  /** Only commits of these kinds (all when undefined). */
+  readonly kinds?: readonly CommitKind[];
+  /**
+   * Accept a folder whose run has not finished (no `_summary.json`: killed, or still running) and
+   * read what it has committed so far. When false, such a folder is FILIP_ERR_INPUT_UNFINISHED.
+   * @default false
+   */
+  readonly partial?: boolean;
+}
+
+/**
+ * Committed shard files of an output folder, in order. Reads only; a running writer is not disturbed.
+ * A run writes `_summary.json` last, and removes it when it starts again in the folder (resume,
+ * --retry-failed, a queue's retry round), so a folder without one is a run that stopped or is still
+ * going: reading it would make a dataset that silently lacks the rest of the input.
+ */
+export async function committedShards(dir: string, options: CommittedShardsOptions = {}): Promise<string[]> {
+  const { kinds, partial = false } = options;
   const stat = await fs.stat(dir).catch(() => undefined);
   if (!stat?.isDirectory()) {
     throw new FilipError('FILIP_ERR_NO_INPUT', 'not a folder of filip-data shards', { file: dir });
@@ -21,6 +38,15 @@ export async function committedShards(dir: string, kinds?: readonly CommitKind[]
     throw new FilipError('FILIP_ERR_NO_INPUT', `not a filip-data output folder: it has no ${RUN_FILE} (give the folder a filip-data ingest, filter or merge run wrote)`, { file: dir });
   }
   const commits = await readCommits(dir);
+  if (!partial && !(await fs.stat(path.join(dir, SUMMARY_FILE)).then((s) => s.isFile(), () => false))) {
+    const rows = commits.reduce((a, c) => a + c.ok, 0);
+    throw new FilipError(
+      'FILIP_ERR_INPUT_UNFINISHED',
+      `the run writing this folder has not finished (no ${SUMMARY_FILE}; ${commits.length} commits, ${rows} rows kept so far): ` +
+        'run its command again to complete it (it resumes where it stopped), or pass --partial-input to use only what it has committed',
+      { file: dir },
+    );
+  }
   return commits
     .filter((c) => c.file !== null && (kinds === undefined || kinds.includes(c.kind)))
     .map((c) => path.join(dir, c.file!));
@@ -128,8 +154,8 @@ export async function* readShardSamples(files: readonly string[], startIndex = 0
  * first pass, plus first-pass rejects (not malformed ones). A row that a --retry-failed pass later
  * kept is counted through its first-pass reject, so nothing is counted twice.
  */
-export async function* outputCaptions(dir: string): AsyncGenerator<string> {
-  for (const file of await committedShards(dir, ['ingest', 'filter'])) {
+export async function* outputCaptions(dir: string, partial = false): AsyncGenerator<string> {
+  for (const file of await committedShards(dir, { kinds: ['ingest', 'filter'], partial })) {
     for await (const r of iterateShard(file, { columns: ['caption'] })) yield String(r.caption);
   }
   for await (const r of readRejects(dir)) if (r.kind !== 'retry' && r.reason !== 'malformed_row') yield r.caption;

@@ -24,7 +24,8 @@ import type { ReasonCode } from '../core/reasons.js';
 import type { Sample } from '../core/sample.js';
 import type { CaptionCounts } from '../filters/caption-counts.js';
 import { FILTER_RULES, failedRules, type FilterContext, type FilterRule } from '../filters/filter.js';
-import { drainInto, REJECT_LOG, ShardSink, statsName, type ShardStats } from '../pipeline/output.js';
+import { totals } from '../pipeline/ingest.js';
+import { drainInto, readCommits, REJECT_LOG, ShardSink, statsName, SUMMARY_FILE, writeSummary, type ShardStats } from '../pipeline/output.js';
 import { readShardSamples } from '../pipeline/shard-source.js';
 import { shardName } from '../shard/schema.js';
 import { stagingPaths, type StagedChunk } from './chunk.js';
@@ -243,6 +244,24 @@ export async function commitChunk(ctx: CommitContext, chunk: number): Promise<vo
   await advance(redis, keys, ctx.token, chunk);
   await fs.rm(paths.json, { force: true });
   await fs.rm(paths.parquet, { force: true });
+}
+
+/**
+ * The end of a queue run, once every chunk is committed: `_summary.json` as a local ingest writes it
+ * last (what the whole output holds), so the later stages take the folder as finished. Written by the
+ * committer that commits the last chunk, or by the producer when it finds the run done.
+ */
+export async function writeQueueSummary(output: string, queueName: string, run: QueueRun): Promise<void> {
+  const commits = await readCommits(output);
+  const summary = { output, kind: 'queue', queue: queueName, rows: run.total, chunks: run.chunks, total: totals(commits) };
+  const file = path.join(output, SUMMARY_FILE);
+  try {
+    await writeSummary(output, summary);
+  } catch (error) {
+    // The producer and a worker can both find the run done: the loser's rename finds the shared
+    // temporary file gone, and the winner's summary, which says the same, in place.
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT' || !(await fs.stat(file).then(() => true, () => false))) throw error;
+  }
 }
 
 /** The chunk's rows in input order with their final outcome; kept rows with their image from the staging shard. */

@@ -21,7 +21,7 @@ import { reject, type Sample } from '../core/sample.js';
 import { filterSamples, prepareFilter, resolveFilterOptions, type FilterContext, type FilterInput, type FilterOptions } from '../filters/filter.js';
 import { Funnel, formatFunnel, writeFunnelReport, type FunnelJson } from '../filters/funnel.js';
 import { DedupeIndex, dedupeContent } from '../pipeline/dedupe.js';
-import { drainInto, openOutput, readCommits, readRejects, RUN_FILE, ShardSink, SUMMARY_FILE, writeFileAtomic, type RejectRecord } from '../pipeline/output.js';
+import { drainInto, openOutput, readCommits, readRejects, RUN_FILE, ShardSink, writeSummary, type RejectRecord } from '../pipeline/output.js';
 import { PROGRESS_MODES, Progress, type ProgressMode } from '../pipeline/progress.js';
 import { committedShards, readShardSamples } from '../pipeline/shard-source.js';
 import { iterateShard } from '../shard/reader.js';
@@ -105,6 +105,8 @@ async function checkPartitions(dirs: readonly string[]): Promise<PartitionRun[]>
     if (text === null) throw new FilipError('FILIP_ERR_NO_INPUT', 'not a filip-data ingest output (no _run.json)', { file: dir });
     const run = JSON.parse(text) as { tool: string; identity: Record<string, unknown> };
     if (run.tool !== 'filip-data ingest') throw new FilipError('FILIP_ERR_INVALID_OPTION', `merge takes ingest outputs, this is a "${run.tool}" output`, { file });
+    // A partition still running or killed: merging it would drop its missing rows for good.
+    await committedShards(dir);
     const commits = await readCommits(dir);
     if (commits.some((c) => c.kind !== 'ingest')) {
       throw new FilipError('FILIP_ERR_INVALID_OPTION', 'merge takes plain ingest outputs (no --retry-failed or filter commits)', { file: dir });
@@ -255,7 +257,7 @@ export async function runMerge(input: MergeInput): Promise<MergeSummary> {
     seconds: (performance.now() - started) / 1000,
     ...(filter ? { funnel: filter.funnel.toJSON() } : {}),
   };
-  await writeFileAtomic(path.join(o.output, SUMMARY_FILE), `${JSON.stringify(summary, null, 2)}\n`);
+  await writeSummary(o.output, summary);
   return summary;
 }
 

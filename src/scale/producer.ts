@@ -21,7 +21,7 @@ import { listManifestFiles, resolveManifestOptions, scanManifests, type Manifest
 import { resolveIngestOptions, type IngestInput } from '../pipeline/ingest.js';
 import { Funnel, writeFunnelReport } from '../filters/funnel.js';
 import { seedFunnel } from '../pipeline/filter-run.js';
-import { openOutput, readCommits, readRejects, recoverOutput, writeFileAtomic } from '../pipeline/output.js';
+import { openOutput, readCommits, readRejects, recoverOutput, SUMMARY_FILE, writeFileAtomic } from '../pipeline/output.js';
 import { iterateShard } from '../shard/reader.js';
 import { STAGING_DIR, type RetryLine } from './chunk.js';
 import { connectRedis, parseQueueUrl, redisOptions } from './connection.js';
@@ -39,6 +39,7 @@ import {
 } from './plan.js';
 import { DEFAULT_NEAR_DUP_INDEX, nearDupIndexOption, type NearDupIndexKind } from './phash-redis.js';
 import { DEFAULT_BUCKET_BITS, deleteState } from './state.js';
+import { writeQueueSummary } from './commit.js';
 import { committedChunks, type ChunkJobData } from './worker.js';
 
 export interface EnqueueOptions {
@@ -162,6 +163,9 @@ export async function enqueueIngest(ingest: IngestInput, input: EnqueueInput): P
       if (run.countCaptions) for (let k = 0; k < base; k++) jobs.push({ name: 'count', data: { kind: 'count', chunk: k }, opts: opts(`count-${k}`) });
       for (let k = 0; k < base; k++) jobs.push({ name: 'stage', data: { kind: 'stage', chunk: k }, opts: opts(`stage-${k}`) });
       for (let i = 0; i < jobs.length; i += 1000) await queue.addBulk(jobs.slice(i, i + 1000));
+      // openOutput marked the folder unfinished; a run that is done already gets its summary back now,
+      // not only when some worker next looks.
+      if ((await committedChunks(redis, keys)) >= run.chunks) await writeQueueSummary(output, q.queue.name, run);
     }
 
     const summary: EnqueueSummary = {
@@ -332,6 +336,9 @@ async function addRetryRound(
   };
   // The sources and the record together: a worker that sees the round finds its chunks' sources.
   await redis.multi().hset(keys.sources, ...fields).set(keys.run, JSON.stringify(run)).exec();
+  // The output is unfinished again until the round's last chunk is committed (the committer writes
+  // the summary then). Removed after the record is stored: see Committer's summaryDue.
+  await fs.rm(path.join(stored.output, SUMMARY_FILE), { force: true });
   await add(stageJobs(stored.chunks, run.chunks));
   return { run, rows: candidates.length };
 }

@@ -12,10 +12,13 @@ import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
+import { promises as fs } from 'node:fs';
+import path from 'node:path';
 import { boolOption, intOption, rejectUnknownKeys } from '../core/options.js';
 import { Fetcher } from '../fetch/fetcher.js';
 import { prepareFilter, type FilterContext } from '../filters/filter.js';
-import { commitChunk, nearDupIndexOf } from './commit.js';
+import { SUMMARY_FILE } from '../pipeline/output.js';
+import { commitChunk, nearDupIndexOf, writeQueueSummary } from './commit.js';
 import { countChunk, stageChunk } from './chunk.js';
 import { connectRedis, parseQueueUrl, redisOptions } from './connection.js';
 import { baseChunksOf, chunkRange, Keys, parseRun, resolveQueueOptions, retryRoundOf, type QueueOptions, type QueueRun } from './plan.js';
@@ -254,10 +257,23 @@ class Committer {
     return (await this.redis.getbit(this.keys.staged, next)) === 1 ? next : undefined;
   }
 
+  /**
+   * Every chunk of the run is committed and `_summary.json` is not written yet. The summary is looked
+   * at before the run record: the producer stores a retry round's record before it removes the
+   * summary, so a worker that sees it removed also sees the round's chunks.
+   */
+  async #summaryDue(): Promise<QueueRun | undefined> {
+    if (await fs.stat(path.join(this.output, SUMMARY_FILE)).then(() => true, () => false)) return undefined;
+    const text = await this.redis.get(this.keys.run);
+    if (text === null) return undefined;
+    const run = parseRun(text, '', this.keys.name);
+    return (await committedChunks(this.redis, this.keys)) >= run.chunks ? run : undefined;
+  }
+
   async #loop(): Promise<void> {
     do {
       this.#again = false;
-      if ((await this.#ready()) === undefined) continue;
+      if ((await this.#ready()) === undefined && (await this.#summaryDue()) === undefined) continue;
       if (!(await tryLock(this.redis, this.keys, this.#token, this.ttlMs))) continue;
       const renew = setInterval(() => void renewLock(this.redis, this.keys, this.#token, this.ttlMs).catch(() => {}), this.ttlMs / 4);
       try {
@@ -267,6 +283,8 @@ class Committer {
           await commitChunk(this.#nearDups ? { ...ctx, nearDups: this.#nearDups } : ctx, next);
           this.onCommit(next, performance.now() - started);
         }
+        const finished = await this.#summaryDue();
+        if (finished) await writeQueueSummary(this.output, this.keys.name, finished);
       } finally {
         clearInterval(renew);
         await releaseLock(this.redis, this.keys, this.#token);

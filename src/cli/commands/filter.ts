@@ -54,8 +54,13 @@ export const filterCommand = {
       .option('shard-size', { type: 'number', default: 10_000 })
       .option('writer', { type: 'string', choices: Object.keys(WRITER_ENGINES), default: 'lean' })
       .option('overwrite', { type: 'boolean', default: false })
+      .option('partial-input', {
+        type: 'boolean',
+        default: false,
+        describe: 'filter what an unfinished (killed or running) input run has committed so far, instead of stopping',
+      })
       .option('progress', { type: 'string', choices: Object.keys(PROGRESS_MODES), default: 'auto' }),
-  handler: async (a: FilterArgs & { input: string; output: string; shardSize: number; writer: string; overwrite: boolean; progress: string }) => {
+  handler: async (a: FilterArgs & { input: string; output: string; shardSize: number; writer: string; overwrite: boolean; partialInput: boolean; progress: string }) => {
     const summary = await runFilter({
       input: a.input,
       output: a.output,
@@ -63,6 +68,7 @@ export const filterCommand = {
       shardSize: a.shardSize,
       writer: a.writer as WriterEngine,
       overwrite: a.overwrite,
+      partialInput: a.partialInput,
       progress: a.progress as ProgressMode,
     });
     process.stdout.write(`${formatFilterSummary(summary)}\n`);

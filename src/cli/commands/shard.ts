@@ -29,6 +29,7 @@ interface ShardArgs {
   bucketMb: number;
   scatterBufferMb: number;
   overwrite: boolean;
+  partialInput: boolean;
   progress: string;
 }
 
@@ -63,6 +64,11 @@ export const shardCommand = {
       .option('bucket-mb', { type: 'number', default: 256, describe: 'shuffle bucket size, MiB: the memory the shuffle holds at once' })
       .option('scatter-buffer-mb', { type: 'number', default: 32, describe: 'bucket appends buffered before a write and a resume checkpoint, MiB' })
       .option('overwrite', { type: 'boolean', default: false, describe: 'discard a previous run in --output instead of resuming it' })
+      .option('partial-input', {
+        type: 'boolean',
+        default: false,
+        describe: 'shard what an unfinished (killed or running) input run has committed so far, instead of stopping',
+      })
       .option('progress', { type: 'string', choices: Object.keys(PROGRESS_MODES), default: 'auto' }),
   handler: async (a: ShardArgs) => {
     const summary = await runShard({
@@ -86,6 +92,7 @@ export const shardCommand = {
       bucketBytes: Math.round(a.bucketMb * 2 ** 20),
       scatterBufferBytes: Math.round(a.scatterBufferMb * 2 ** 20),
       overwrite: a.overwrite,
+      partialInput: a.partialInput,
       progress: a.progress as ProgressMode,
     });
     process.stdout.write(`${formatShardSummary(summary)}\n`);
