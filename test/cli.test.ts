@@ -25,7 +25,7 @@ test('bad input fails with the error code, the file and what it has', async () =
   const cases: [string[], string, RegExp][] = [
     [['ingest', 'm.csv'], 'FILIP_ERR_MISSING_COLUMN', /m\.csv.*url.*link.*text|m\.csv.*link.*text/s],
     [['ingest', 'nothing-here.tsv'], 'FILIP_ERR_NO_INPUT', /nothing-here\.tsv/],
-    [['ingest', 'm.csv', '--url-col', 'link', '--caption-col', 'text', '--shard-size', '0'], 'FILIP_ERR_INVALID_OPTION', /shardSize/],
+    [['ingest', 'm.csv', '--url-col', 'link', '--caption-col', 'text', '--shard-size', '0'], 'FILIP_ERR_INVALID_OPTION', /--shard-size/],
     [['ingest', 'm.csv', '--url-col', 'link', '--caption-col', 'text', '--quality', '101'], 'FILIP_ERR_INVALID_OPTION', /quality/],
   ];
   for (const [args, code, detail] of cases) {

@@ -98,13 +98,13 @@ test('3 partitions + merge keep the keys of one machine, with and without the fi
 test('bad partition flags are FILIP_ERR_INVALID_OPTION naming the flag', async () => {
   const base = ['ingest', bed.corpus.manifest, '-o', path.join(tmp, 'bad'), ...COMMON];
   const cases: [string[], RegExp][] = [
-    [['--partitions', '3', '--partition', '3'], /`partition`.*0 to 2/],
-    [['--partitions', '3', '--partition', '-1'], /`partition`/],
-    [['--partition', '1'], /`partition`.*0 to 0/],
-    [['--partitions', '0'], /`partitions`/],
-    [['--partitions', '2.5'], /`partitions`/],
-    [['--partitions', '3', '--partition', '1', '--filter'], /`filter`.*merge/],
-    [['--partitions', '2', '--queue', 'redis://127.0.0.1:1/0'], /`partitions`/],
+    [['--partitions', '3', '--partition', '3'], /`--partition`.*0 to 2/],
+    [['--partitions', '3', '--partition', '-1'], /`--partition`/],
+    [['--partition', '1'], /`--partition`.*0 to 0/],
+    [['--partitions', '0'], /`--partitions`/],
+    [['--partitions', '2.5'], /`--partitions`/],
+    [['--partitions', '3', '--partition', '1', '--filter'], /`--filter`.*merge/],
+    [['--partitions', '2', '--queue', 'redis://127.0.0.1:1/0'], /`--partitions`/],
   ];
   for (const [flags, detail] of cases) {
     const r = await cli([...base, ...flags]);

@@ -325,9 +325,9 @@ test('the CLI: errors come out with their code; --pivots takes a comma list', as
   const cli = (...args: string[]) => spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', cwd: tmp, timeout: 120_000 });
   const cases: [string[], string, RegExp][] = [
     [['shard', 'no-such-folder', '-o', 'x1'], 'FILIP_ERR_NO_INPUT', /no-such-folder/],
-    [['shard', input, '-o', 'x2', '--samples-per-shard', '0'], 'FILIP_ERR_INVALID_OPTION', /samplesPerShard/],
+    [['shard', input, '-o', 'x2', '--samples-per-shard', '0'], 'FILIP_ERR_INVALID_OPTION', /--samples-per-shard/],
     [['shard', input, '-o', 'x3', '--pivots', 'spa,xx'], 'FILIP_ERR_INVALID_OPTION', /pivots/],
-    [['shard', input, '-o', 'x4', '--translate', 'marian'], 'FILIP_ERR_INVALID_OPTION', /marianDir/],
+    [['shard', input, '-o', 'x4', '--translate', 'marian'], 'FILIP_ERR_INVALID_OPTION', /--marian-dir/],
     [['shard', input, '-o', 'x5', '--translate', 'marian', '--marian-dir', 'no-models-here'], 'FILIP_ERR_MODEL_FILES', /opus-mt-en-de/],
   ];
   for (const [args, code, detail] of cases) {

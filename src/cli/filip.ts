@@ -8,4 +8,13 @@ import { tokenizerCommand } from './commands/tokenizer.js';
 import { trainCommand } from './commands/train.js';
 import { runProgram } from './program.js';
 
-await runProgram('filip', hideBin(process.argv), [tokenizerCommand, trainCommand, evalCommand, alignCommand] as never[], 'name a command: train, eval, align or tokenizer');
+/** Option fields set by a flag of another name (see flagOf in program.ts). */
+const FIELD_FLAGS = { keepCheckpoints: ['keep'], templates: ['template'], images: ['image'] };
+
+await runProgram(
+  'filip',
+  hideBin(process.argv),
+  [tokenizerCommand, trainCommand, evalCommand, alignCommand] as never[],
+  'name a command: train, eval, align or tokenizer',
+  FIELD_FLAGS,
+);

@@ -34,12 +34,76 @@ export function numbersMustParse<T>(y: Argv<T>, raw: readonly string[]): Argv<T>
   }, true);
 }
 
+/** The range of a flag that the command scales before the stage sees it (seconds to ms, MiB to bytes). */
+export interface FlagRange {
+  readonly min: number;
+  readonly max?: number;
+  /** What the flag counts, for the message: 'seconds', 'MiB'. */
+  readonly unit: string;
+}
+
+/**
+ * A yargs check for flags that a command converts into the stage's units (`--timeout` seconds into
+ * `connectTimeoutMs`): the stage's own error would name its field and show the converted value, so
+ * these are checked in the units the user typed, as a usage error.
+ */
+export function inRange(ranges: Readonly<Record<string, FlagRange>>): (argv: Record<string, unknown>) => true | string {
+  return (argv) => {
+    for (const [flag, r] of Object.entries(ranges)) {
+      const value = argv[flag];
+      if (typeof value !== 'number') continue;
+      if (value < r.min || (r.max !== undefined && value > r.max)) {
+        return `--${flag} must be ${r.max === undefined ? `at least ${r.min}` : `from ${r.min} to ${r.max}`} ${r.unit}, got ${value}`;
+      }
+    }
+    return true;
+  };
+}
+
+/** `saveEvery` -> `save-every`, `augment.views` -> `augment-views`. */
+function kebab(field: string): string {
+  return field.replace(/\./g, '-').replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+}
+
+/**
+ * The flag a user typed that set the option `field`, so an option error names it and not the stage's
+ * own field: `field` in kebab case (`saveEvery` is --save-every), or one of `fieldFlags[field]`
+ * (`keepCheckpoints` is --keep; `concurrency` is --concurrency in ingest but --translate-concurrency
+ * in shard), whichever appears in `argv`; when none does, the first listed flag (a flag required by
+ * another one was left out); undefined for a field with no listed flag that was not typed.
+ */
+export function flagOf(field: string, argv: readonly string[], fieldFlags: Readonly<Record<string, readonly string[]>> = {}): string | undefined {
+  // One element of a list option (`templates[1]`) is set by the list's flag.
+  const name = field.replace(/\[\d+\]$/, '');
+  const listed = fieldFlags[name] ?? [];
+  const typed = [...listed, kebab(name)].find((flag) => argv.some((a) => a === `--${flag}` || a.startsWith(`--${flag}=`)));
+  // Not typed: a flag that must be given with another (--marian-dir with --translate marian) is
+  // named by its listed flag; any other untyped field came from a default, and has no flag to name.
+  return typed ?? listed[0];
+}
+
+/** The one line a FilipError prints: an option error in terms of the flag the user typed. */
+export function errorLine(name: string, error: FilipError, argv: readonly string[], fieldFlags?: Readonly<Record<string, readonly string[]>>): string {
+  const flag = error.code === 'FILIP_ERR_INVALID_OPTION' && error.field !== undefined ? flagOf(error.field, argv, fieldFlags) : undefined;
+  if (flag === undefined) return `${name}: ${error.code}: ${error.message}`;
+  const detail = error.detail.replaceAll(`\`${error.field}\``, `\`--${flag}\``);
+  const where = error.file !== undefined ? `${error.file}: ` : '';
+  return `${name}: ${error.code}: ${where}--${flag}: ${detail}`;
+}
+
 /**
  * Parses `argv` for the program `name` with its `commands` and runs the chosen one. A usage error
  * prints the help and the message, exit 1; a FilipError from a command prints
- * `name: CODE: message`, exit 2; anything else is thrown on (a bug: its stack is wanted).
+ * `name: CODE: message`, exit 2 (an option error names the flag, see flagOf); anything else is
+ * thrown on (a bug: its stack is wanted).
  */
-export async function runProgram(name: string, argv: string[], commands: readonly CommandModule<object, never>[], demand: string): Promise<void> {
+export async function runProgram(
+  name: string,
+  argv: string[],
+  commands: readonly CommandModule<object, never>[],
+  demand: string,
+  fieldFlags: Readonly<Record<string, readonly string[]>> = {},
+): Promise<void> {
   try {
     let y = numbersMustParse(yargs(argv), argv)
       .scriptName(name)
@@ -60,7 +124,7 @@ export async function runProgram(name: string, argv: string[], commands: readonl
       .parseAsync();
   } catch (error) {
     if (error instanceof FilipError) {
-      process.stderr.write(`${name}: ${error.code}: ${error.message}\n`);
+      process.stderr.write(`${errorLine(name, error, argv, fieldFlags)}\n`);
       process.exit(2);
     }
     throw error;

@@ -32,10 +32,13 @@ export class FilipError extends Error {
   readonly file?: string;
   readonly row?: number;
   readonly field?: string;
+  /** The message without its location prefix. */
+  readonly detail: string;
 
   constructor(code: ErrorCode, message: string, where: ErrorLocation = {}, options?: { cause?: unknown }) {
     super(formatLocated(message, where), options);
     this.code = code;
+    this.detail = message;
     this.file = where.file;
     this.row = where.row;
     this.field = where.field;

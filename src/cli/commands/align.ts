@@ -3,7 +3,6 @@
 // FILIP_ERR_ errors print as one line with exit status 2.
 import type { Argv } from 'yargs';
 
-import { FilipError } from '../../core/errors.js';
 import { DEFAULT_ALIGN_OPTIONS as D, runAlign, type AlignInput } from '../../train/align.js';
 import { BACKEND_CHOICES } from '../../train/backend.js';
 
@@ -41,12 +40,6 @@ export const alignCommand = {
       cell: a.cell,
       backend: a.backend as AlignInput['backend'],
     };
-    try {
-      await runAlign(input, (line) => process.stdout.write(`${line}\n`));
-    } catch (error) {
-      if (!(error instanceof FilipError)) throw error;
-      process.stderr.write(`filip: ${error.code}: ${error.message}\n`);
-      process.exitCode = 2;
-    }
+    await runAlign(input, (line) => process.stdout.write(`${line}\n`));
   },
 };

@@ -53,23 +53,17 @@ export const evalCommand = {
       batch: a.batch,
       backend: a.backend as EvalInput['backend'],
     };
-    try {
-      const report = await runEval(input, (line) => process.stderr.write(`${line}\n`));
-      const json = `${JSON.stringify(report, null, 2)}\n`;
-      // Results first: a report file that cannot be written must not cost them.
-      process.stdout.write(a.json ? json : `${formatEvalReport(report)}\n`);
-      if (a.report) {
-        try {
-          await mkdir(dirname(a.report), { recursive: true });
-          await writeFile(a.report, json);
-        } catch (error) {
-          throw new FilipError('FILIP_ERR_INVALID_OPTION', `cannot write the report: ${(error as Error).message}`, { field: 'report', file: a.report }, { cause: error });
-        }
+    const report = await runEval(input, (line) => process.stderr.write(`${line}\n`));
+    const json = `${JSON.stringify(report, null, 2)}\n`;
+    // Results first: a report file that cannot be written must not cost them.
+    process.stdout.write(a.json ? json : `${formatEvalReport(report)}\n`);
+    if (a.report) {
+      try {
+        await mkdir(dirname(a.report), { recursive: true });
+        await writeFile(a.report, json);
+      } catch (error) {
+        throw new FilipError('FILIP_ERR_INVALID_OPTION', `cannot write the report: ${(error as Error).message}`, { field: 'report', file: a.report }, { cause: error });
       }
-    } catch (error) {
-      if (!(error instanceof FilipError)) throw error;
-      process.stderr.write(`filip: ${error.code}: ${error.message}\n`);
-      process.exitCode = 2;
     }
   },
 };

@@ -2,6 +2,7 @@
 // IngestOptions; validation happens in the stage's own options factories, not here.
 
 import type { Argv, ArgumentsCamelCase } from 'yargs';
+import { inRange } from '../program.js';
 import { RESIZE_MODES, OUTPUT_FORMATS } from '../../image/process.js';
 import { MANIFEST_FORMATS } from '../../manifest/read.js';
 import { PROGRESS_MODES } from '../../pipeline/progress.js';
@@ -80,10 +81,10 @@ export function toIngestInput(a: IngestArgs, inputs: readonly string[]): IngestI
     fetch: {
       concurrency: a.concurrency,
       perHostConcurrency: a.perHost,
-      connectTimeoutMs: a.timeout * 1000,
-      headersTimeoutMs: a.timeout * 1000,
-      bodyTimeoutMs: a.timeout * 1000,
-      totalTimeoutMs: a.deadline * 1000,
+      connectTimeoutMs: Math.round(a.timeout * 1000),
+      headersTimeoutMs: Math.round(a.timeout * 1000),
+      bodyTimeoutMs: Math.round(a.timeout * 1000),
+      totalTimeoutMs: Math.round(a.deadline * 1000),
       retries: a.retries,
       maxBodyBytes: Math.round(a.maxBody * 1024 * 1024),
       userAgentToken: a.userAgentToken,
@@ -106,7 +107,16 @@ export function toIngestInput(a: IngestArgs, inputs: readonly string[]): IngestI
 export const ingestCommand = {
   command: 'ingest <inputs..>',
   describe: 'read manifests, download, decode, dedupe, write Parquet shards',
-  builder: (y: Argv) => ingestFlags(y.positional('inputs', { type: 'string', array: true, describe: 'manifest files or folders' })),
+  builder: (y: Argv) =>
+    ingestFlags(y.positional('inputs', { type: 'string', array: true, describe: 'manifest files or folders' }))
+      // Scaled to ms and bytes below: checked here in the units typed (see inRange).
+      .check(
+        inRange({
+          timeout: { min: 0.001, max: 2_147_483, unit: 'seconds' },
+          deadline: { min: 0.001, max: 2_147_483, unit: 'seconds' },
+          'max-body': { min: 0.001, max: 2047, unit: 'MiB' },
+        }),
+      ),
   handler: async (a: IngestArgs & { inputs: string[] }) => {
     if (a.queue !== undefined) {
       if (a.partitions !== 1 || a.partition !== 0) throw invalid('partitions', 'left out with --queue (partitions are for runs without Redis)', a.partitions);

@@ -2,6 +2,7 @@
 // ShardRunOptions; validation happens in the options factories, not here.
 
 import type { Argv } from 'yargs';
+import { inRange } from '../program.js';
 import { AUGMENT_POLICIES, type AugmentPolicy } from '../../augment/index.js';
 import { PROGRESS_MODES, type ProgressMode } from '../../pipeline/progress.js';
 import { formatShardSummary, runShard, SHARD_FORMATS, type ShardFormat } from '../../pipeline/shard-run.js';
@@ -69,7 +70,9 @@ export const shardCommand = {
         default: false,
         describe: 'shard what an unfinished (killed or running) input run has committed so far, instead of stopping',
       })
-      .option('progress', { type: 'string', choices: Object.keys(PROGRESS_MODES), default: 'auto' }),
+      .option('progress', { type: 'string', choices: Object.keys(PROGRESS_MODES), default: 'auto' })
+      // Scaled to bytes below: checked here in MiB (see inRange).
+      .check(inRange({ 'bucket-mb': { min: 0.001, unit: 'MiB' }, 'scatter-buffer-mb': { min: 0.001, unit: 'MiB' } })),
   handler: async (a: ShardArgs) => {
     const summary = await runShard({
       input: a.input,

@@ -1,20 +1,8 @@
 // `filip tokenizer train` (learn BPE merges from shard captions) and `filip tokenizer encode` (show
 // the ids and pieces of a text under a merges file, CLIP's or a trained one).
 import type { Argv } from 'yargs';
-import { FilipError } from '../../core/errors.js';
 import { DEFAULT_VOCAB_SIZE, trainTokenizer } from '../../train/bpe-train.js';
 import { BpeTokenizer, CLIP_CONTEXT_LENGTH, CLIP_MAX_MERGES } from '../../train/tokenizer.js';
-
-// `filip`'s entry point has no error printer yet: a FILIP_ERR_ error becomes one line and exit status 2 here.
-async function reportErrors(run: () => Promise<void>): Promise<void> {
-  try {
-    await run();
-  } catch (error) {
-    if (!(error instanceof FilipError)) throw error;
-    process.stderr.write(`filip: ${error.code}: ${error.message}\n`);
-    process.exitCode = 2;
-  }
-}
 
 interface TrainArgs {
   shards: string;
@@ -32,30 +20,29 @@ const trainSubcommand = {
       .option('out', { alias: 'o', type: 'string', demandOption: true, describe: 'merges file to write (.txt, or .txt.gz to gzip)' })
       .option('vocab-size', { type: 'number', default: DEFAULT_VOCAB_SIZE, describe: 'vocabulary to aim for: 512 byte symbols + merges + 2 specials' })
       .option('min-pair-count', { type: 'number', default: 2, describe: 'stop when no pair occurs this often' }),
-  handler: (a: TrainArgs) =>
-    reportErrors(async () => {
-      const log = (line: string) => process.stderr.write(`${line}\n`);
-      const s = await trainTokenizer({
-        shards: a.shards,
-        out: a.out,
-        vocabSize: a.vocabSize,
-        minPairCount: a.minPairCount,
-        onShard: (file, rows) => log(`read ${file}: ${rows} rows`),
-        onProgress: (p) => log(`merges ${p.merges}/${p.target}, last pair seen ${p.lastCount} times, ${p.seconds.toFixed(1)} s`),
-      });
-      const why = s.stoppedBy === 'vocab_size' ? 'reached the size asked for' : `no pair occurs ${a.minPairCount} times any more`;
-      process.stdout.write(
-        [
-          `read ${s.rows} rows from ${s.files} shard files (${s.filesWithBackTranslations} with back-translations): ${s.texts} texts, ${s.tokens} words, ${s.words} distinct`,
-          `learned ${s.merges.length} merges in ${s.seconds.toFixed(2)} s (${Math.round(s.mergesPerSecond)} merges/s); stopped: ${why}`,
-          `vocabulary size ${s.vocabSize} (asked for ${s.requestedVocabSize}); [BOS] = ${s.vocabSize - 2}, [EOS] = ${s.vocabSize - 1}`,
-          `wrote ${s.out}`,
-        ].join('\n') + '\n',
-      );
-      if (s.merges.length > CLIP_MAX_MERGES) {
-        log(`note: more than ${CLIP_MAX_MERGES} merges; load this file with maxMerges >= ${s.merges.length} (CLIP's loader stops at ${CLIP_MAX_MERGES})`);
-      }
-    }),
+  handler: async (a: TrainArgs) => {
+    const log = (line: string) => process.stderr.write(`${line}\n`);
+    const s = await trainTokenizer({
+      shards: a.shards,
+      out: a.out,
+      vocabSize: a.vocabSize,
+      minPairCount: a.minPairCount,
+      onShard: (file, rows) => log(`read ${file}: ${rows} rows`),
+      onProgress: (p) => log(`merges ${p.merges}/${p.target}, last pair seen ${p.lastCount} times, ${p.seconds.toFixed(1)} s`),
+    });
+    const why = s.stoppedBy === 'vocab_size' ? 'reached the size asked for' : `no pair occurs ${a.minPairCount} times any more`;
+    process.stdout.write(
+      [
+        `read ${s.rows} rows from ${s.files} shard files (${s.filesWithBackTranslations} with back-translations): ${s.texts} texts, ${s.tokens} words, ${s.words} distinct`,
+        `learned ${s.merges.length} merges in ${s.seconds.toFixed(2)} s (${Math.round(s.mergesPerSecond)} merges/s); stopped: ${why}`,
+        `vocabulary size ${s.vocabSize} (asked for ${s.requestedVocabSize}); [BOS] = ${s.vocabSize - 2}, [EOS] = ${s.vocabSize - 1}`,
+        `wrote ${s.out}`,
+      ].join('\n') + '\n',
+    );
+    if (s.merges.length > CLIP_MAX_MERGES) {
+      log(`note: more than ${CLIP_MAX_MERGES} merges; load this file with maxMerges >= ${s.merges.length} (CLIP's loader stops at ${CLIP_MAX_MERGES})`);
+    }
+  },
 };
 
 interface EncodeArgs {
@@ -74,16 +61,15 @@ const encodeSubcommand = {
       .option('merges', { type: 'string', demandOption: true, describe: 'merges file (CLIP bpe_simple_vocab_16e6.txt.gz or a trained one)' })
       .option('context-length', { type: 'number', default: CLIP_CONTEXT_LENGTH, describe: 'row length, [BOS] and [EOS] included' })
       .option('max-merges', { type: 'number', default: CLIP_MAX_MERGES, describe: 'merges read from the file' }),
-  handler: (a: EncodeArgs) =>
-    reportErrors(async () => {
-      const tok = await BpeTokenizer.fromMergesFile(a.merges, { maxMerges: a.maxMerges });
-      const batch = tok.tokenize(a.text, a.contextLength);
-      a.text.forEach((text, row) => {
-        const ids = Array.from(batch.ids.subarray(row * batch.contextLength, row * batch.contextLength + batch.lengths[row]!));
-        const pieces = ids.map((id) => tok.idToToken(id));
-        process.stdout.write(`${JSON.stringify({ text, length: batch.lengths[row], ids, pieces })}\n`);
-      });
-    }),
+  handler: async (a: EncodeArgs) => {
+    const tok = await BpeTokenizer.fromMergesFile(a.merges, { maxMerges: a.maxMerges });
+    const batch = tok.tokenize(a.text, a.contextLength);
+    a.text.forEach((text, row) => {
+      const ids = Array.from(batch.ids.subarray(row * batch.contextLength, row * batch.contextLength + batch.lengths[row]!));
+      const pieces = ids.map((id) => tok.idToToken(id));
+      process.stdout.write(`${JSON.stringify({ text, length: batch.lengths[row], ids, pieces })}\n`);
+    });
+  },
 };
 
 export const tokenizerCommand = {

@@ -7,7 +7,6 @@
 // from a default.
 import type { Argv } from 'yargs';
 
-import { FilipError } from '../../core/errors.js';
 import { PROGRESS_MODES } from '../../pipeline/progress.js';
 import { BACKEND_CHOICES } from '../../train/backend.js';
 import { AUGMENT_CHOICES, DEFAULT_LR, DEFAULT_TRAIN_OPTIONS as D, LOSS_NAMES, type TrainOptions } from '../../train/config.js';
@@ -127,10 +126,6 @@ export const trainCommand = {
     try {
       const result = await trainer.run();
       if (result.stopped) process.exitCode = 130;
-    } catch (error) {
-      if (!(error instanceof FilipError)) throw error;
-      process.stderr.write(`filip: ${error.code}: ${error.message}\n`);
-      process.exitCode = 2;
     } finally {
       process.removeListener('SIGINT', onSigint);
     }

@@ -1,5 +1,6 @@
 // `filip-data worker`: the yargs face of src/scale/worker.ts.
 import type { Argv } from 'yargs';
+import { inRange } from '../program.js';
 import { DEFAULT_QUEUE_NAME } from '../../scale/plan.js';
 import { runWorker } from '../../scale/worker.js';
 
@@ -16,7 +17,8 @@ export const workerCommand = {
       .option('lock-duration', { type: 'number', default: 30, describe: 'seconds before a dead worker\'s job goes to another worker' })
       .option('stalled-interval', { type: 'number', default: 30, describe: 'seconds between checks for stalled jobs' })
       .option('max-stalled', { type: 'number', default: 3, describe: 'times a job may stall before it fails' })
-      .option('until-done', { type: 'boolean', default: false, describe: 'exit once every chunk of the run is committed' }),
+      .option('until-done', { type: 'boolean', default: false, describe: 'exit once every chunk of the run is committed' })
+      .check(inRange({ 'lock-duration': { min: 1, unit: 'seconds' }, 'stalled-interval': { min: 0.5, unit: 'seconds' } })),
   handler: async (a: {
     queue: string;
     queueName: string;

@@ -1,0 +1,94 @@
+// An option error names the flag the user typed (--keep, --translate-concurrency), never the stage's
+// own field (keepCheckpoints, concurrency), and a flag the command converts (--timeout seconds,
+// --bucket-mb MiB) is checked in the units typed.
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { promises as fs } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, test } from 'node:test';
+import { FilipError } from '../src/core/errors.js';
+import { errorLine, flagOf } from '../src/cli/program.js';
+import { runIngest } from '../src/pipeline/ingest.js';
+import { noiseJpeg } from './helpers/images.js';
+
+const PROGRAMS = { 'filip-data': path.resolve('bin/filip-data.js'), filip: path.resolve('bin/filip.js') };
+let tmp: string;
+
+before(async () => {
+  tmp = await fs.mkdtemp(path.join(os.tmpdir(), 'filip-option-errors-'));
+});
+after(async () => {
+  await fs.rm(tmp, { recursive: true, force: true });
+});
+
+test('flagOf: the field in kebab case, or a listed flag, whichever the user typed', () => {
+  const table = { keepCheckpoints: ['keep'], concurrency: ['translate-concurrency'], templates: ['template'], marianDir: ['marian-dir'] };
+  const cases: [string, string[], string | undefined][] = [
+    ['saveEvery', ['train', '--save-every', '-1'], 'save-every'],
+    ['augment.views', ['shard', 'x', '--augment-views=99'], 'augment-views'],
+    ['keepCheckpoints', ['train', '--keep', '-1'], 'keep'],
+    ['concurrency', ['shard', 'x', '--translate-concurrency', '0'], 'translate-concurrency'],
+    ['concurrency', ['ingest', 'm.tsv', '--concurrency', '0'], 'concurrency'],
+    ['templates[1]', ['eval', '--template', 'a {}', '--template', 'b'], 'template'],
+    // Not typed: the value came from a default or a config, so there is no flag to name.
+    ['saveEvery', ['train', '--steps', '5'], undefined],
+    ['augment.quality', ['shard', 'x', '--augment-views', '1'], undefined],
+    // A flag another one needs, left out: named although not typed.
+    ['marianDir', ['shard', 'x', '--translate', 'marian'], 'marian-dir'],
+  ];
+  for (const [field, argv, want] of cases) assert.equal(flagOf(field, argv, table), want, `${field} in ${argv.join(' ')}`);
+});
+
+test('errorLine rewrites an option error to the flag and leaves other errors as they are', () => {
+  const option = new FilipError('FILIP_ERR_INVALID_OPTION', 'Expected `keepCheckpoints` to be an integer from 0 and up, got -1', { field: 'keepCheckpoints' });
+  assert.equal(
+    errorLine('filip', option, ['train', '--keep', '-1'], { keepCheckpoints: ['keep'] }),
+    'filip: FILIP_ERR_INVALID_OPTION: --keep: Expected `--keep` to be an integer from 0 and up, got -1',
+  );
+  const shard = new FilipError('FILIP_ERR_SHARD', 'width must be a number', { file: 'a.parquet', row: 3, field: 'width' });
+  assert.equal(errorLine('filip', shard, ['train', '--width', '3']), 'filip: FILIP_ERR_SHARD: a.parquet, row 3, field "width": width must be a number');
+});
+
+test('the programs name the flag in every option error', async () => {
+  const manifest = path.join(tmp, 'm.tsv');
+  await fs.writeFile(manifest, 'url\tcaption\nhttp://127.0.0.1:9/a.jpg\ta cat\n');
+  const out = path.join(tmp, 'out');
+  // A finished ingest output, for the errors found after the input folder is opened.
+  const image = path.join(tmp, 'a.jpg');
+  await fs.writeFile(image, await noiseJpeg(5, 220, 210));
+  const local = path.join(tmp, 'local.tsv');
+  await fs.writeFile(local, `url\tcaption\n${image}\ta red barn by the road\n`);
+  const ingested = path.join(tmp, 'ingested');
+  await runIngest({ inputs: [local], output: ingested, progress: 'none', image: { size: 64 } });
+  // [program, arguments, exit status, the flag the message must name, the internal name it must not show]
+  const cases: [keyof typeof PROGRAMS, string[], number, string, string][] = [
+    ['filip-data', ['ingest', manifest, '-o', out, '--image-size', '0'], 2, '--image-size', '`size`'],
+    ['filip-data', ['ingest', manifest, '-o', out, '--per-host', '0'], 2, '--per-host', 'perHostConcurrency'],
+    ['filip-data', ['ingest', manifest, '-o', out, '--shard-size', '0'], 2, '--shard-size', 'shardSize'],
+    ['filip-data', ['ingest', manifest, '-o', out, '--timeout', '-1'], 1, '--timeout must be from 0.001 to 2147483 seconds, got -1', 'connectTimeoutMs'],
+    ['filip-data', ['ingest', manifest, '-o', out, '--max-body', '5000'], 1, '--max-body must be from 0.001 to 2047 MiB', 'maxBodyBytes'],
+    ['filip-data', ['shard', out, '-o', out, '--translate-concurrency', '0'], 2, '--translate-concurrency', '`concurrency`'],
+    ['filip-data', ['shard', out, '-o', out, '--translate-batch', '0'], 2, '--translate-batch', 'batchSize'],
+    ['filip-data', ['shard', ingested, '-o', out, '--translate', 'http', '--translate-url', 'notaurl'], 2, '--translate-url', '`url`'],
+    ['filip-data', ['shard', ingested, '-o', out, '--translate', 'marian'], 2, '--marian-dir', 'marianDir'],
+    ['filip-data', ['shard', out, '-o', out, '--bucket-mb', '0'], 1, '--bucket-mb must be at least 0.001 MiB, got 0', 'bucketBytes'],
+    ['filip-data', ['worker', '--queue', 'redis://127.0.0.1:9', '--lock-duration', '0.5'], 1, '--lock-duration must be at least 1 seconds', 'lockDurationMs'],
+    ['filip-data', ['worker', '--queue', 'redis://127.0.0.1:9', '--max-stalled', '-1'], 2, '--max-stalled', 'maxStalledCount'],
+    ['filip', ['train', '--shards', out, '-o', out, '--keep', '-1'], 2, '--keep', 'keepCheckpoints'],
+    ['filip', ['train', '--shards', out, '-o', out, '--save-every', '-1'], 2, '--save-every', 'saveEvery'],
+    ['filip', ['train', '--shards', out, '-o', out, '--weight-decay', '-1'], 2, '--weight-decay', 'weightDecay'],
+    ['filip', ['train', '--shards', out, '-o', out, '--vocab-size', '1'], 2, '--vocab-size', 'vocabSize'],
+    ['filip', ['eval', '--checkpoint', out, '--shards', out, '--template', 'a photo of {}', '--template', 'no braces'], 2, '--template', 'templates['],
+    ['filip', ['tokenizer', 'train', '--shards', out, '-o', path.join(out, 't.txt'), '--min-pair-count', '1'], 2, '--min-pair-count', 'minPairCount'],
+  ];
+  for (const [program, args, status, flag, internal] of cases) {
+    const r = spawnSync(process.execPath, [PROGRAMS[program], ...args], { encoding: 'utf8', cwd: tmp, timeout: 60_000 });
+    const what = `${program} ${args.join(' ')}`;
+    assert.equal(r.status, status, `${what}: exit ${r.status}\n${r.stderr}`);
+    const last = r.stderr.trim().split('\n').at(-1)!;
+    assert.ok(last.includes(flag), `${what}: names ${flag}: ${last}`);
+    assert.ok(!last.includes(internal), `${what}: does not show ${internal}: ${last}`);
+    if (status === 2) assert.match(last, new RegExp(`^${program}: FILIP_ERR_INVALID_OPTION: `), what);
+  }
+});
