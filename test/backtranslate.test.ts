@@ -164,7 +164,7 @@ test('a re-run with the same cache folder sends nothing to the engine and gives 
   const b = await collect(second, captionSamples(captions));
   await second.close();
   assert.equal(server.sent.length, 0, 'no request reached the server');
-  assert.deepEqual(second.stats(), { captions: 120, translated: 120, cacheHits: 120, cacheMisses: 0, failures: 0 });
+  assert.deepEqual(second.stats(), { captions: 120, translated: 120, cacheHits: 120, cacheMisses: 0, failures: 0, firstFailure: null });
   assert.deepEqual(b.map((s) => s.backTranslations), a.map((s) => s.backTranslations));
 });
 
@@ -245,7 +245,7 @@ test('engine none passes every sample through untouched', async () => {
   const samples = captionSamples(['a dog', 'a cat']);
   const out = await collect(bt, samples);
   assert.deepEqual(out, captionSamples(['a dog', 'a cat']));
-  assert.deepEqual(bt.stats(), { captions: 0, translated: 0, cacheHits: 0, cacheMisses: 0, failures: 0 });
+  assert.deepEqual(bt.stats(), { captions: 0, translated: 0, cacheHits: 0, cacheMisses: 0, failures: 0, firstFailure: null });
   assert.equal(bt.translator, null);
   await bt.close();
 });

@@ -3,6 +3,7 @@
 // rejected with augment_failed, and a SIGKILL in either phase followed by the same command gives the
 // output of a run that was never interrupted.
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -12,7 +13,7 @@ import { FilipError } from '../src/core/errors.js';
 import { openShardStream } from '../src/data/index.js';
 import { makeKey, type Sample } from '../src/core/sample.js';
 import { openOutput, ShardSink, writeSummary } from '../src/pipeline/output.js';
-import { resolveShardRunOptions, runShard, type ShardRunInput } from '../src/pipeline/shard-run.js';
+import { resolveShardRunOptions, runShard, translationError, type ShardRunInput } from '../src/pipeline/shard-run.js';
 import { startApy } from './helpers/apy.js';
 import { noiseJpeg } from './helpers/images.js';
 import { readShardFile } from './helpers/read.js';
@@ -388,4 +389,16 @@ test('--translate http through a real apertium-apy server; an unreachable server
   }
   assert.deepEqual(summary.counts.translationFailures, { spa: { translation_failed: 4 } });
   assert.match(await fs.readFile(path.join(out, 'dataset_card.md'), 'utf8'), /failed back-translations via spa \(translation_failed; row kept\) \| 4 \|/);
+  // Every translation failed: the stage says so, and the command fails after writing the output.
+  const failed = translationError(summary);
+  assert.ok(failed instanceof FilipError && failed.code === 'FILIP_ERR_TRANSLATOR');
+  assert.match(failed.message, /every back-translation of this run failed \(4 of 4; the first: spa: .+\).*4 rows are written/);
+  const viaCli = spawnSync(process.execPath, [CLI, 'shard', src, '-o', path.join(tmp, 'http-down-cli'), '--translate', 'http', '--translate-url', `http://127.0.0.1:${port}`,
+    '--translate-flavour', 'apertium-apy', '--pivots', 'spa', '--progress', 'none'], { encoding: 'utf8', timeout: 120_000 });
+  assert.equal(viaCli.status, 2, viaCli.stderr);
+  assert.match(viaCli.stdout, /failed back-translations \(rows kept\): spa 4/, 'the summary is printed first');
+  assert.match(viaCli.stderr, /FILIP_ERR_TRANSLATOR: .*every back-translation of this run failed \(4 of 4/);
+  assert.equal((await readAll(path.join(tmp, 'http-down-cli'))).rows.length, 4, 'the rows are written');
+  // Some translations failing is a per-row outcome, not an error of the run.
+  assert.equal(translationError({ ...summary, translation: { ...summary.translation!, translated: 1 } }), undefined);
 });

@@ -252,7 +252,7 @@ test('libretranslate: a refused pivot in the stage is translation_failed on a ke
       assert.equal(s.translationFailures![0]!.reason, 'translation_failed');
       assert.match(s.translationFailures![0]!.message, /HTTP 500/);
     }
-    assert.deepEqual(bt.stats(), { captions: 2, translated: 2, cacheHits: 0, cacheMisses: 4, failures: 2 });
+    assert.deepEqual(bt.stats(), { captions: 2, translated: 2, cacheHits: 0, cacheMisses: 4, failures: 2, firstFailure: 'rus: http libretranslate eng->rus: HTTP 500 after all retries' });
   } finally {
     await bt.close();
   }

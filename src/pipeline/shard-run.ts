@@ -570,6 +570,22 @@ async function buildCard(o: ShardRunOptions, ckpt: ShuffleCheckpoint, commits: r
 }
 
 /** The end-of-run report. */
+/**
+ * The run's error when every back-translation it asked for failed (the engine is down, the URL is
+ * wrong): the rows are kept with their reasons, as for any failure, but a run that exits 0 then would
+ * pass a dataset without back-translations off as done. The command prints the summary, then this.
+ */
+export function translationError(s: ShardRunSummary): FilipError | undefined {
+  const t = s.translation;
+  if (t === null || t.failures === 0 || t.translated > 0) return undefined;
+  return new FilipError(
+    'FILIP_ERR_TRANSLATOR',
+    `every back-translation of this run failed (${t.failures} of ${t.failures}; the first: ${t.firstFailure ?? 'no message'}): ` +
+      `the ${s.counts.ok} rows are written without them, each with its translation_failures; fix the engine and run again with --overwrite`,
+    { file: s.output },
+  );
+}
+
 export function formatShardSummary(s: ShardRunSummary): string {
   const c = s.counts;
   const lines = [

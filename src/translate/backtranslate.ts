@@ -165,6 +165,8 @@ export interface BackTranslationStats {
   cacheMisses: number;
   /** (caption, pivot) pairs recorded as translation_failed. */
   failures: number;
+  /** The message of the first translation_failed of the run, null while there is none. */
+  firstFailure: string | null;
 }
 
 export interface BackTranslator {
@@ -207,7 +209,7 @@ export async function createBackTranslator(options: BackTranslateOptions = {}, t
   const o = resolveBackTranslateOptions(options);
   const engine = translator ?? createTranslator(o);
   const cache = new TranslationCache(o.cacheDir);
-  const stats: BackTranslationStats = { captions: 0, translated: 0, cacheHits: 0, cacheMisses: 0, failures: 0 };
+  const stats: BackTranslationStats = { captions: 0, translated: 0, cacheHits: 0, cacheMisses: 0, failures: 0, firstFailure: null };
   try {
     if (engine?.check) {
       for (const pivot of o.pivots) {
@@ -288,6 +290,7 @@ export async function createBackTranslator(options: BackTranslateOptions = {}, t
       else delete s.translationFailures;
       stats.translated += done.length;
       stats.failures += failed.length;
+      stats.firstFailure ??= failed[0] ? `${failed[0].pivot}: ${failed[0].message}` : null;
     });
     for (const r of perPivot) {
       stats.cacheHits += r.hits;

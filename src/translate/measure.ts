@@ -62,7 +62,7 @@ async function timeStage(options: BackTranslateOptions, captions: readonly strin
     const seconds = (performance.now() - t0) / 1000;
     const after = bt.stats();
     const stats = Object.fromEntries(
-      Object.entries(after).map(([k, v]) => [k, v - before[k as keyof BackTranslationStats]]),
+      Object.entries(after).map(([k, v]) => [k, typeof v === 'number' ? v - (before[k as keyof BackTranslationStats] as number) : v]),
     ) as unknown as BackTranslationStats;
     return { seconds, stats };
   } finally {

@@ -5,7 +5,7 @@ import type { Argv } from 'yargs';
 import { inRange } from '../program.js';
 import { AUGMENT_POLICIES, type AugmentPolicy } from '../../augment/index.js';
 import { PROGRESS_MODES, type ProgressMode } from '../../pipeline/progress.js';
-import { formatShardSummary, runShard, SHARD_FORMATS, type ShardFormat } from '../../pipeline/shard-run.js';
+import { formatShardSummary, runShard, SHARD_FORMATS, translationError, type ShardFormat } from '../../pipeline/shard-run.js';
 import { WRITER_ENGINES, type WriterEngine } from '../../shard/writer.js';
 import { HTTP_FLAVOURS, PIVOT_LANGUAGES, TRANSLATION_ENGINES, type HttpFlavour, type PivotLanguage, type TranslationEngine } from '../../translate/index.js';
 
@@ -99,5 +99,8 @@ export const shardCommand = {
       progress: a.progress as ProgressMode,
     });
     process.stdout.write(`${formatShardSummary(summary)}\n`);
+    // The output is written; an engine that failed every caption still makes the command fail.
+    const failed = translationError(summary);
+    if (failed) throw failed;
   },
 };
