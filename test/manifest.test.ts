@@ -443,13 +443,15 @@ describe('files, order, keys and resume', () => {
 });
 
 describe('malformed rows are data', () => {
-  const cases: Array<{ name: string; file: string; content: string; bad: number[]; field?: string; keepCols?: string[] }> = [
+  // `url`: the URL the reject keeps, when it came before the fault.
+  const cases: Array<{ name: string; file: string; content: string; bad: number[]; field?: string; keepCols?: string[]; url?: string }> = [
     {
       name: 'csv text after a closing quote',
       file: 'bad/quote-after.csv',
       content: 'url,caption\nhttps://m/0,ok\nhttps://m/1,"broken"x\nhttps://m/2,fine\n',
       bad: [1],
       field: 'caption',
+      url: 'https://m/1',
     },
     {
       name: 'csv unterminated quote (resyncs on the next line)',
@@ -457,6 +459,15 @@ describe('malformed rows are data', () => {
       content: 'url,caption\nhttps://m/0,ok\nhttps://m/1,"never closed\nhttps://m/2,fine\nhttps://m/3,also fine\n',
       bad: [1],
       field: 'caption',
+      url: 'https://m/1',
+    },
+    {
+      name: 'csv unterminated quote in the url column (nothing parsed before it)',
+      file: 'bad/unterminated-url.csv',
+      content: 'url,caption\nhttps://m/0,ok\n"https://m/1,never closed\nhttps://m/2,fine\n',
+      bad: [1],
+      field: 'url',
+      url: '',
     },
     {
       name: 'tsv http URL that does not parse',
@@ -570,6 +581,7 @@ describe('malformed rows are data', () => {
         assert.ok(r.errorMessage!.includes(file), r.errorMessage);
         assert.ok(r.errorMessage!.includes(`row ${r.source.row}`), r.errorMessage);
         if (c.field !== undefined) assert.ok(r.errorMessage!.includes(`field "${c.field}"`), r.errorMessage);
+        if (c.url !== undefined) assert.equal(r.url, c.url, 'the reject keeps the URL when it parsed');
       }
       // Every other row is read, the last good one included, with rows and keys in sequence.
       assert.ok(rows.length >= c.bad.length + 2);

@@ -231,10 +231,13 @@ function fieldAt(fields: readonly string[], position: number): unknown {
 function textSample(plan: TextPlan, place: RowPlace, names: RowNames, record: TextRecord): Sample {
   if (record.error !== undefined) {
     const field = record.errorField === undefined ? undefined : plan.columns[record.errorField];
-    return rowToSample(place, names, MISSING, MISSING, allMissing(names), {
-      message: record.error,
-      ...(field === undefined ? {} : { field }),
-    });
+    const problem = { message: record.error, ...(field === undefined ? {} : { field }) };
+    // Still malformed, but the reject log gets the URL and caption when they came before the break.
+    const parsed = record.fields ?? [];
+    if (parsed.length === 0 || plan.positions === undefined) return rowToSample(place, names, MISSING, MISSING, allMissing(names), problem);
+    const positions = plan.positions;
+    const keep = positions.keep.map((p) => fieldAt(parsed, p));
+    return rowToSample(place, names, fieldAt(parsed, positions.url), fieldAt(parsed, positions.caption), keep, problem);
   }
   if (plan.format === 'jsonl') return jsonlSample(place, names, record.text!);
   const fields = record.fields ?? record.text!.split('\t');

@@ -37,7 +37,7 @@ export interface TextRecord {
   readonly offset: number;
   /** The line (TSV, JSONL), without a trailing `\r`. */
   readonly text?: string;
-  /** The parsed fields (CSV). */
+  /** The parsed fields (CSV); with `error`, the fields before `errorField`, which parsed. */
   readonly fields?: string[];
   /** Why the record could not be parsed at all; the row is then malformed. */
   readonly error?: string;
@@ -356,8 +356,10 @@ export class CsvParser {
   /** Emits the open record as broken and queues its lines after the first to be parsed again. */
   private fail(out: TextRecord[], message: string): void {
     const errorField = this.fields.length;
+    // The fields before the broken one parsed fine: the reject log keeps them (the URL, mostly).
+    const fields = this.fields;
     const lines = this.reset();
-    out.push({ line: lines[0]!.number, offset: lines[0]!.offset, error: message, errorField });
+    out.push({ line: lines[0]!.number, offset: lines[0]!.offset, error: message, errorField, fields });
     if (lines.length > 1) {
       this.queue = lines.slice(1).concat(this.queue.slice(this.head));
       this.head = 0;
