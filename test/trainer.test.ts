@@ -4,6 +4,7 @@
 // one step not leaking tensors, the tiny model learning, and through the real CLI: the backend line,
 // checkpoints, SIGINT, and a resume that continues the uninterrupted run's loss curve step for step.
 import assert from 'node:assert/strict';
+import { readOutput } from './helpers/read.js';
 import { spawn } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -373,6 +374,22 @@ describe('training', () => {
     // A file where the run folder should be.
     await writeFile(join(tmp, 'a-file'), 'x');
     await assert.rejects(new Trainer({ ...opts, out: join(tmp, 'a-file') }, quiet).run(), (e: unknown) => e instanceof FilipError && e.code === 'FILIP_ERR_INVALID_OPTION' && e.field === 'out');
+  });
+
+  test('a batch larger than the data is warned about; the first step logs no rate instead of 0.0 pairs/s', async () => {
+    const lines: string[] = [];
+    const io = { stream: { write: (t: string) => lines.push(...t.split('\n').filter((l) => l.length > 0)) > 0 } as unknown as NodeJS.WritableStream };
+    const pairs = (await readOutput(shards)).rows.length;
+    const opts = { shards, steps: 2, warmup: 0, backend: 'wasm' as const, augment: 'none' as const, vocabSize: 600, saveEvery: 0, shuffleBuffer: 8, logEvery: 1 };
+    await new Trainer({ ...opts, batch: pairs + 2, out: join(tmp, 'big-batch') }, io).run();
+    const warning = lines.filter((l) => l.startsWith('warning:'));
+    assert.deepEqual(warning, [`warning: the shards hold ${pairs} pairs, fewer than the batch of ${pairs + 2}: every batch repeats pairs; lower --batch to ${pairs} or less`]);
+    const steps = lines.filter((l) => l.startsWith('step '));
+    assert.match(steps[0]!, /^step 1\/2 .* - pairs\/s$/);
+    assert.match(steps[1]!, /^step 2\/2 .* \d+\.\d pairs\/s$/);
+    lines.length = 0;
+    await new Trainer({ ...opts, batch: pairs, out: join(tmp, 'exact-batch') }, io).run();
+    assert.deepEqual(lines.filter((l) => l.startsWith('warning:')), [], 'a batch of exactly the data is fine');
   });
 });
 

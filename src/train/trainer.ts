@@ -197,6 +197,12 @@ export class Trainer {
       loop: true,
       ...(checkpoint?.dataPosition ? { position: checkpoint.dataPosition as StreamPosition } : {}),
     });
+    const pairs = stream.shards.reduce((a, sh) => a + sh.rows, 0);
+    if (pairs < options.batch) {
+      // The stream loops, so a batch holds the same pairs more than once: each copy is a negative of
+      // its twin, and the contrastive loss pushes apart what is the same.
+      write(`warning: the shards hold ${pairs} pairs, fewer than the batch of ${options.batch}: every batch repeats pairs; lower --batch to ${pairs} or less`);
+    }
     const policy = options.augment;
     const loader = new BatchLoader<StreamPosition>(
       stream,
@@ -277,7 +283,8 @@ export class Trainer {
           if (this.#io.isTty) this.#io.stream.write('\r\x1b[K');
           write(
             `step ${step}/${options.steps}  loss ${loss.toFixed(4)}  lr ${lr.toExponential(2)}  grad ${gradNorm.toFixed(3)}  ` +
-              `scale ${scale.toFixed(2)}  ${record.pairsPerSec.toFixed(1)} pairs/s`,
+              // The first step of a session is left out of rates: nothing to show yet.
+              `scale ${scale.toFixed(2)}  ${windowPairs > 0 ? record.pairsPerSec.toFixed(1) : '-'} pairs/s`,
           );
           windowStart = now;
           windowPairs = 0;
