@@ -10,7 +10,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import sharp from 'sharp';
 
 import { FilipError } from '../src/core/errors.js';
-import { alignmentSvg, HIGHLIGHT_COLOURS, LEGEND_HEIGHT, resolveAlignOptions, runAlign } from '../src/train/align.js';
+import { alignmentSvg, HIGHLIGHT_COLOURS, LEGEND_HEIGHT, legendLayout, resolveAlignOptions, runAlign } from '../src/train/align.js';
 import { selectBackend } from '../src/train/backend.js';
 import { loadCheckpoint, saveCheckpoint } from '../src/train/checkpoint.js';
 import { resolveTrainOptions } from '../src/train/config.js';
@@ -122,7 +122,7 @@ describe('filip align', () => {
     assert.equal(meta.format, 'png');
     const grid = 32 / 8; // tiny: 32 px input, 8 px patches
     assert.equal(meta.width, grid * CELL);
-    assert.equal(meta.height, grid * CELL + LEGEND_HEIGHT);
+    assert.equal(meta.height, grid * CELL + legendLayout(result.map.tokens, grid * CELL).height);
 
     const bytes = await sharp(image).toBuffer();
     const expected = await expectedArgmax(join(dir, 'run'), bytes);
@@ -153,6 +153,26 @@ describe('filip align', () => {
     });
     // The check above only means something if both kinds of patch occur.
     assert.ok(boxed > 0 && boxed < grid * grid, `boxed ${boxed} of ${grid * grid} patches`);
+  });
+
+  test('a long prompt wraps the legend onto more rows inside the picture width, none cut off', async () => {
+    const prompt = 'a red circle and a blue square beside a small green triangle under a yellow star on a white table';
+    const out = join(dir, 'long');
+    const cell = 16; // a 64-pixel-wide picture: room for a few labels per row
+    const [result] = await runAlign({ checkpoint: join(dir, 'run'), images: [image], prompt, highlight: ['triangle'], out, cell, backend: 'cpu' });
+    const side = 4 * cell;
+    const layout = legendLayout(result!.map.tokens, side);
+    assert.equal(layout.items.length, result!.map.tokens.length, 'every token has a label');
+    assert.ok(layout.height > LEGEND_HEIGHT, `more than one row (${layout.height} px)`);
+    for (const item of layout.items) {
+      // A label fits its row unless it alone is wider than the picture (then it starts the row).
+      assert.ok(item.x + item.width <= side - 4 || item.x === 6, `${item.label} at ${item.x} in row ${item.row}`);
+    }
+    assert.deepEqual(layout.items.map((i) => i.row), [...layout.items.map((i) => i.row)].sort((a, b) => a - b), 'rows in token order');
+    const meta = await sharp(result!.file).metadata();
+    assert.deepEqual([meta.width, meta.height], [side, side + layout.height]);
+    const svg = alignmentSvg(result!.map, cell);
+    for (const item of layout.items) assert.ok(svg.includes(`>${item.label.replace(/</g, '&#60;').replace(/>/g, '&#62;')}</text>`), item.label);
   });
 
   test('a highlighted word that is not in the prompt is an error naming the option', async () => {

@@ -19,7 +19,7 @@ import { bestTokens, encodeImages, encodeTexts, imagePixels, loadTrainedModel, w
 /** Box colours of the highlighted words, in order; saturated hues the demo's shapes never use. */
 export const HIGHLIGHT_COLOURS = ['#ff00ff', '#00ffff', '#00ff00', '#ff8800', '#0000ff', '#ffff00'] as const;
 
-/** Height of the legend strip under the picture, in pixels. */
+/** Height of one row of the legend strip under the picture, in pixels (long prompts wrap to more rows). */
 export const LEGEND_HEIGHT = 36;
 
 export interface AlignOptions {
@@ -124,6 +124,32 @@ const escapeXml = (s: string) => s.replace(/[<>&"']/g, (c) => `&#${c.charCodeAt(
  * The overlay: grid lines, every patch's token position as a number in its centre, a box (stroke
  * inside the cell) around patches matched to a highlighted word, and the legend below.
  */
+const LEGEND_FONT = 14;
+/** Estimated width of a legend character in DejaVu Sans at LEGEND_FONT (its average advance is ~0.6 em). */
+const LEGEND_CHAR = LEGEND_FONT * 0.7;
+
+/**
+ * Where the legend's labels go: left to right, a new row of LEGEND_HEIGHT pixels when the next label
+ * would pass the picture's width (a label wider than the picture gets a row to itself). `height` is
+ * the legend strip's, at least one row.
+ */
+export function legendLayout(tokens: readonly string[], side: number): { items: { pos: number; label: string; x: number; row: number; width: number }[]; height: number } {
+  const items: { pos: number; label: string; x: number; row: number; width: number }[] = [];
+  let x = 6;
+  let row = 0;
+  tokens.forEach((text, pos) => {
+    const label = `${pos}:${text}`;
+    const width = label.length * LEGEND_CHAR;
+    if (x > 6 && x + width > side - 4) {
+      row++;
+      x = 6;
+    }
+    items.push({ pos, label, x, row, width });
+    x += width + 12;
+  });
+  return { items, height: (row + 1) * LEGEND_HEIGHT };
+}
+
 export function alignmentSvg(map: AlignmentMap, cell: number): string {
   const side = map.grid * cell;
   const colourOf = new Map<number, string>();
@@ -151,21 +177,19 @@ export function alignmentSvg(map: AlignmentMap, cell: number): string {
         `text-anchor="middle" dominant-baseline="central" fill="#ffffff">${pos}</text>`,
     );
   });
-  // Legend: "0 <start>  1 a  2 red ..." with highlighted tokens in their colour.
-  let legendX = 6;
-  const legendFont = 14;
-  for (const [pos, text] of map.tokens.entries()) {
-    const label = `${pos}:${text}`;
+  // Legend: "0:<start>  1:a  2:red ..." with highlighted tokens in their colour, wrapped to the width.
+  const legend = legendLayout(map.tokens, side);
+  for (const item of legend.items) {
+    const y = side + item.row * LEGEND_HEIGHT;
     parts.push(
-      `<text x="${legendX}" y="${side + LEGEND_HEIGHT / 2}" font-family="DejaVu Sans, sans-serif" font-size="${legendFont}" dominant-baseline="central" ` +
-        `fill="#000000"${colourOf.has(pos) ? ' font-weight="bold"' : ''}>${escapeXml(label)}</text>`,
+      `<text x="${item.x}" y="${y + LEGEND_HEIGHT / 2}" font-family="DejaVu Sans, sans-serif" font-size="${LEGEND_FONT}" dominant-baseline="central" ` +
+        `fill="#000000"${colourOf.has(item.pos) ? ' font-weight="bold"' : ''}>${escapeXml(item.label)}</text>`,
     );
-    if (colourOf.has(pos)) {
-      parts.push(`<rect x="${legendX - 2}" y="${side + 6}" width="${label.length * legendFont * 0.7 + 4}" height="${LEGEND_HEIGHT - 12}" fill="none" stroke="${colourOf.get(pos)}" stroke-width="2"/>`);
+    if (colourOf.has(item.pos)) {
+      parts.push(`<rect x="${item.x - 2}" y="${y + 6}" width="${item.width + 4}" height="${LEGEND_HEIGHT - 12}" fill="none" stroke="${colourOf.get(item.pos)}" stroke-width="2"/>`);
     }
-    legendX += label.length * legendFont * 0.7 + 12;
   }
-  return `<svg xmlns="http://www.w3.org/2000/svg" width="${side}" height="${side + LEGEND_HEIGHT}">${parts.join('')}</svg>`;
+  return `<svg xmlns="http://www.w3.org/2000/svg" width="${side}" height="${side + legend.height}">${parts.join('')}</svg>`;
 }
 
 /** The picture as PNG: the image cover-resized and centre-cropped to grid*cell, the overlay on top. */
@@ -175,7 +199,7 @@ export async function renderAlignment(image: Buffer, map: AlignmentMap, cell: nu
     .rotate()
     .resize(side, side, { fit: 'cover', position: 'centre', kernel: 'cubic' })
     .flatten({ background: '#ffffff' })
-    .extend({ bottom: LEGEND_HEIGHT, background: '#ffffff' })
+    .extend({ bottom: legendLayout(map.tokens, side).height, background: '#ffffff' })
     .composite([{ input: Buffer.from(alignmentSvg(map, cell)), top: 0, left: 0 }])
     .png()
     .toBuffer();
