@@ -1,5 +1,6 @@
 // The learning-rate schedule at its boundaries: 0 before the first update, linear warm-up to the peak,
-// cosine to the floor at the last step, the square-root batch scaling, and bad options.
+// cosine to the floor one step after the last (open_clip's cosine_lr), the square-root batch scaling,
+// and bad options.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 
@@ -25,24 +26,30 @@ describe('learningRate', () => {
     near(learningRate(10, o), peak, 'step 10');
   });
 
-  test('cosine decay: half way down at the middle, the floor at the last step and after', () => {
-    near(learningRate(60, o), peak / 2, 'middle of the decay');
-    near(learningRate(110, o), 0, 'last step');
+  test('cosine decay: the peak again right after warm-up, half way down at the middle, the last update above the floor', () => {
+    near(learningRate(11, o), peak, 'first update of the decay');
+    near(learningRate(61, o), peak / 2, 'middle of the decay');
+    // open_clip: step k (from 0) of T, warm-up W, runs at 0.5 (1 + cos(pi (k - W) / (T - W))) x peak.
+    const openClip = (k: number) => 0.5 * (1 + Math.cos((Math.PI * (k - 10)) / 100)) * peak;
+    for (const s of [11, 12, 37, 61, 99, 110]) near(learningRate(s, o), openClip(s - 1), `update ${s} as open_clip's step ${s - 1}`);
+    assert.ok(learningRate(110, o) > 0, 'the last update still moves the weights');
+    near(learningRate(111, o), 0, 'one past the end');
     near(learningRate(500, o), 0, 'past the end');
-    assert.ok(learningRate(11, o) < peak && learningRate(11, o) > learningRate(12, o), 'decreasing after the peak');
+    assert.ok(learningRate(12, o) < peak && learningRate(12, o) > learningRate(13, o), 'decreasing after the peak');
   });
 
   test('a floor above 0 is where the cosine ends', () => {
     const f = resolveScheduleOptions({ baseLr: 1e-3, batch: 512, warmup: 0, steps: 100, minLr: 1e-5 });
-    near(learningRate(1, f), 1e-5 + 0.5 * (1e-3 - 1e-5) * (1 + Math.cos(Math.PI / 100)), 'first step');
-    near(learningRate(50, f), 1e-5 + 0.5 * (1e-3 - 1e-5), 'middle');
-    near(learningRate(100, f), 1e-5, 'end');
+    near(learningRate(1, f), 1e-3, 'first step');
+    near(learningRate(51, f), 1e-5 + 0.5 * (1e-3 - 1e-5), 'middle');
+    near(learningRate(100, f), 1e-5 + 0.5 * (1e-3 - 1e-5) * (1 + Math.cos((Math.PI * 99) / 100)), 'last update');
+    near(learningRate(101, f), 1e-5, 'after the end');
   });
 
   test('no warm-up starts at the peak; warm-up as long as the run stays at the peak after it', () => {
     const none = resolveScheduleOptions({ baseLr: 1e-3, batch: 512, warmup: 0, steps: 10 });
     near(learningRate(0, none), 0, 'no update yet');
-    assert.ok(learningRate(1, none) > 0.97e-3);
+    near(learningRate(1, none), 1e-3, 'the first update at the peak');
     const all = resolveScheduleOptions({ baseLr: 1e-3, batch: 512, warmup: 10, steps: 10 });
     near(learningRate(10, all), 1e-3, 'end of warm-up');
     near(learningRate(12, all), 1e-3, 'after');

@@ -2,7 +2,9 @@
 // uninterrupted one would have. Linear warm-up from 0 to the peak, then cosine decay to a floor.
 //
 // Steps count updates from 1: `learningRate(s, ...)` is the rate of the s-th update. With warm-up W and
-// T steps in all, update W runs at the peak and update T at the floor; step 0 (no update yet) is 0.
+// T steps in all, updates W and W + 1 run at the peak, and the cosine reaches the floor one step after
+// the last update, as open_clip's cosine_lr does (its steps count from 0): update T runs just above the
+// floor, so with the usual floor of 0 no update is spent at a rate of 0. Step 0 (no update yet) is 0.
 
 import { intOption, invalid, numberOption, rejectUnknownKeys } from '../core/options.js';
 
@@ -26,7 +28,7 @@ export interface ScheduleOptions {
    */
   readonly warmup: number;
   /**
-   * Updates in the whole run; the cosine reaches the floor at this step.
+   * Updates in the whole run; the cosine reaches the floor one step after the last.
    * @default 1000
    */
   readonly steps: number;
@@ -71,9 +73,9 @@ export function peakLearningRate(baseLr: number, batch: number): number {
 export function learningRate(step: number, o: ScheduleOptions): number {
   const peak = peakLearningRate(o.baseLr, o.batch);
   if (step <= 0) return 0;
-  if (step < o.warmup) return (peak * step) / o.warmup;
+  if (step <= o.warmup) return (peak * step) / o.warmup;
   const decaySteps = o.steps - o.warmup;
   if (decaySteps <= 0) return peak;
-  const progress = Math.min((step - o.warmup) / decaySteps, 1);
+  const progress = Math.min((step - o.warmup - 1) / decaySteps, 1);
   return o.minLr + 0.5 * (peak - o.minLr) * (1 + Math.cos(Math.PI * progress));
 }
