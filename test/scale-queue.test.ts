@@ -181,6 +181,9 @@ test('--retry-failed with --queue re-attempts the transient rejects as a single-
     const stdout = await must(['ingest', manifest, '-o', queued, ...flags, ...q, '--retry-failed']);
     assert.match(stdout, /queued 5 rows rejected for transient reasons/);
     await assert.rejects(fs.access(path.join(queued, '_summary.json')), 'unfinished again while the retry round is queued');
+    const early = await run(['filter', queued, '-o', path.join(tmp, 'retry-early'), '--progress', 'none']);
+    assert.equal(early.code, 2, early.stderr);
+    assert.match(early.stderr, /FILIP_ERR_INPUT_UNFINISHED: .*start \(or wait for\) `filip-data worker --queue redis:\/\/[^ ]+ --queue-name retry`/);
     await must(worker);
     await fs.access(path.join(queued, '_summary.json'));
 

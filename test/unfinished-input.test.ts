@@ -79,12 +79,30 @@ test('an ingest killed midway: filter and shard refuse it, --partial-input reads
     assert.equal(await fs.stat(args[3]!).then(() => true, () => false), false, `${stage} wrote nothing`);
   }
 
+  // --retry-failed would mark the folder finished with most of the manifest never read: refused.
+  const retry = await cli([...ingestArgs(killed).slice(1), '--retry-failed']);
+  assert.equal(retry.code, 2, retry.stderr);
+  assert.match(retry.stderr, /FILIP_ERR_INPUT_UNFINISHED: .*stopped at input row \d+ of 60: finish it first/);
+  await assert.rejects(fs.access(path.join(killed, '_summary.json')), 'still unfinished');
+
   const filteredPartial = path.join(tmp, 'f-partial');
-  await runCli([CLI, 'filter', killed, '-o', filteredPartial, '--partial-input', '--progress', 'none']);
+  const fpRun = await cli(['filter', killed, '-o', filteredPartial, '--partial-input', '--progress', 'log']);
+  assert.equal(fpRun.code, 0, fpRun.stderr);
+  assert.match(fpRun.stderr, new RegExp(`warning: .* has not finished: filtering the ${partial.rows.length} rows it has committed \\(--partial-input\\)`));
   const fp = await readOutput(filteredPartial);
   assert.equal(fp.rows.length + fp.rejects.length, partial.rows.length, 'every committed row was filtered, nothing else');
+  const fpSummary = JSON.parse(await fs.readFile(path.join(filteredPartial, '_summary.json'), 'utf8')) as { partialInput: boolean };
+  assert.equal(fpSummary.partialInput, true, 'the summary says the input was partial');
+  // The set made from it says so in its card.
+  const sharded = path.join(tmp, 's-partial');
+  await runCli([CLI, 'shard', filteredPartial, '-o', sharded, '--translate', 'none', '--progress', 'none']);
+  assert.match(await fs.readFile(path.join(sharded, 'dataset_card.md'), 'utf8'), new RegExp(`Partial input: .*\`${killed}\``));
 
   await runCli(ingestArgs(killed));
+  // The partial filter output cannot be resumed on the grown input: its corpus-wide counts were of fewer rows.
+  const grown = await cli(['filter', killed, '-o', filteredPartial, '--progress', 'none']);
+  assert.equal(grown.code, 2, grown.stderr);
+  assert.match(grown.stderr, /FILIP_ERR_RESUME_MISMATCH: .*"input(Shards|Rows)"/);
   const whole = await readOutput(killed);
   assert.equal(whole.rows.length + whole.rejects.length, ROWS, 'the resumed run holds every row');
   const filtered = path.join(tmp, 'f-whole');
@@ -151,6 +169,10 @@ test('every reader of an output folder refuses one without _summary.json (what a
     ['merge', () => runMerge({ inputs: parts, output: path.join(tmp, 'x-merge'), progress: 'none' })],
   ];
   for (const [stage, start] of cases) await assert.rejects(start(), unfinished(parts[1]!), stage);
+  // Only the stages that have --partial-input suggest it.
+  const message = async (start: () => Promise<unknown>) => start().then(() => '', (e: Error) => e.message);
+  assert.match(await message(cases[0]![1]), /run its command again .*, or pass --partial-input/);
+  assert.doesNotMatch(await message(cases[2]![1]), /--partial-input/);
   for (const name of ['x-filter', 'x-shard', 'x-merge']) {
     assert.equal(await fs.stat(path.join(tmp, name)).then(() => true, () => false), false, `${name}: nothing written`);
   }

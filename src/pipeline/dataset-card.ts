@@ -58,6 +58,8 @@ export interface DatasetCard {
   readonly filter: { readonly preset: string | null; readonly rules: readonly CardRule[]; readonly funnel: FunnelJson | null } | null;
   /** Input folder first, then the folder it was made from, and so on. */
   readonly lineage: readonly CardSource[];
+  /** Folders of the lineage that were read before their run finished (--partial-input): the set holds part of them. */
+  readonly partial_inputs: readonly string[];
 }
 
 /** The tool's name and version, from the package.json beside src/. */
@@ -173,6 +175,9 @@ export function renderDatasetCard(card: DatasetCard): string {
       `${(card.shuffle.bucket_bytes / 2 ** 20).toFixed(1)} MiB.`,
     `- Back-translation: ${card.translation.engine === 'none' ? 'none' : `${card.translation.engine}, English -> ${card.translation.pivots.join(', ')} -> English`}.`,
     `- AutoAugment: ${card.augmentation.views === 0 ? 'none' : `${card.augmentation.views} view(s) per sample, ${card.augmentation.policy} policy`}.`,
+    ...(card.partial_inputs.length > 0
+      ? [`- Partial input: made from what unfinished runs had committed (\`--partial-input\`) in ${card.partial_inputs.map((d) => `\`${d}\``).join(', ')}; the set lacks the rest of their input.`]
+      : []),
     '',
     '## Filter',
     '',

@@ -13,7 +13,7 @@ import { iterateShard } from '../shard/reader.js';
 import { WRITER_ENGINES, type WriterEngine } from '../shard/writer.js';
 import { drainInto, FUNNEL_IMAGES, openOutput, readRejects, ShardSink, writeSummary, type OutputState } from './output.js';
 import { PROGRESS_MODES, Progress, type ProgressMode } from './progress.js';
-import { committedShards, countShardRows, outputCaptions, readShardSamples } from './shard-source.js';
+import { committedShards, countShardRows, isFinished, outputCaptions, readShardSamples } from './shard-source.js';
 
 export interface FilterRunOptions {
   /** An ingest (or filter) output folder. */
@@ -74,6 +74,8 @@ export interface FilterRunSummary {
   readonly shards: string[];
   readonly seconds: number;
   readonly report: { readonly json: string; readonly html: string };
+  /** The input was an unfinished run, read with --partial-input: the output holds part of it. */
+  readonly partialInput: boolean;
 }
 
 /** Adds the kept samples' hashes of committed shards back to the near-duplicate index on resume. */
@@ -106,8 +108,19 @@ export async function seedFunnel(dir: string, state: OutputState, funnel: Funnel
 export async function runFilter(input: FilterRunInput): Promise<FilterRunSummary> {
   const o = resolveFilterRunOptions(input);
   const started = performance.now();
-  const files = await committedShards(o.input, { partial: o.partialInput });
-  const identity = { input: path.resolve(o.input), filter: o.filter, shardSize: o.shardSize };
+  const files = await committedShards(o.input, { partial: o.partialInput, partialFlag: true });
+  const inputRows = await countShardRows(files);
+  const partial = o.partialInput && !(await isFinished(o.input));
+  // The input's shards and rows are part of the run: a filter resumed after its (--partial-input)
+  // input grew would decide the new rows on other corpus-wide counts than the earlier ones.
+  const identity = {
+    input: path.resolve(o.input),
+    filter: o.filter,
+    shardSize: o.shardSize,
+    inputShards: files.map((f) => path.basename(f)),
+    inputRows,
+    ...(partial ? { partialInput: true } : {}),
+  };
   const state = await openOutput(o.output, 'filip-data filter', identity, o.overwrite, [o.input]);
   const workDir = path.join(o.output, '.work');
   await fs.mkdir(workDir, { recursive: true });
@@ -119,8 +132,9 @@ export async function runFilter(input: FilterRunInput): Promise<FilterRunSummary
   try {
     await restoreKeptIndex(o.output, state, ctx);
     await seedFunnel(o.output, state, funnel);
-    const total = Math.max((await countShardRows(files)) - state.nextIndex, 0);
+    const total = Math.max(inputRows - state.nextIndex, 0);
     progress = new Progress({ mode: o.progress, total, stream: o.logStream, label: 'filter' });
+    if (partial) progress.log(`warning: ${o.input} is a run that has not finished: filtering the ${inputRows} rows it has committed (--partial-input)`);
     const sink = new ShardSink(
       {
         dir: o.output,
@@ -151,6 +165,7 @@ export async function runFilter(input: FilterRunInput): Promise<FilterRunSummary
     shards,
     seconds: (performance.now() - started) / 1000,
     report,
+    partialInput: partial,
   };
   await writeSummary(o.output, summary);
   return summary;
@@ -171,5 +186,6 @@ export function formatFilterSummary(s: FilterRunSummary): string {
     `filter finished in ${s.seconds.toFixed(1)} s: ${s.input} rows in, ${s.kept} kept -> ${s.output}`,
     formatFunnel(s.funnel),
     `report: ${s.report.html}`,
+    ...(s.partialInput ? ['input: an unfinished run, read with --partial-input: this output holds part of it'] : []),
   ].join('\n');
 }

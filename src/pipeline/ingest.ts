@@ -18,6 +18,7 @@ import {
   type ManifestOptions,
 } from '../manifest/read.js';
 import { iterateShard } from '../shard/reader.js';
+import { isFinished } from './shard-source.js';
 import { WRITER_ENGINES, type WriterEngine } from '../shard/writer.js';
 import { filterSamples, prepareFilter, resolveFilterOptions, type FilterContext, type FilterInput, type FilterOptions } from '../filters/filter.js';
 import { Funnel, formatFunnel, writeFunnelReport, type FunnelJson } from '../filters/funnel.js';
@@ -30,6 +31,7 @@ import {
   readRejects,
   recoverOutput,
   ShardSink,
+  SUMMARY_FILE,
   writeSummary,
   type CommitKind,
   type OutputState,
@@ -240,6 +242,25 @@ async function* manifestCaptions(manifest: ManifestOptions): AsyncGenerator<stri
   for await (const s of readManifests(manifest)) if (s.status === 'pending') yield s.caption;
 }
 
+/**
+ * --retry-failed runs on a folder whose first pass is done: on one stopped midway it would write the
+ * summary that marks the folder finished, and the later stages would take part of the input for all
+ * of it. Done means no manifest row of this run (or partition) lies past the last commit; when the
+ * manifests cannot be counted cheaply, that the folder had its summary.
+ */
+async function assertMainRunDone(o: IngestOptions, files: string[], nextIndex: number, finishedBefore: boolean): Promise<void> {
+  const rows = await countManifestRows(files, resolveManifestOptions({ ...o.manifest, inputs: files }));
+  const mine = (n: number) => (o.partitions <= 1 ? n : rowsInPartition(n, o.rowsPerJob, o.partitions, o.partition));
+  const left = rows === undefined ? (finishedBefore ? 0 : undefined) : mine(rows) - mine(nextIndex);
+  if (left === 0) return;
+  const where = rows === undefined ? `has no ${SUMMARY_FILE} and stopped at input row ${nextIndex}` : `stopped at input row ${nextIndex} of ${rows}`;
+  throw new FilipError(
+    'FILIP_ERR_INPUT_UNFINISHED',
+    `the run in this folder ${where}: finish it first (the same command without --retry-failed resumes it), then retry`,
+    { file: o.output },
+  );
+}
+
 /** Fetch and decode one pending sample (in place); anything else passes through. Also used by queue workers. */
 export async function download(sample: Sample, fetcher: Fetcher, image: ImageOptions): Promise<Sample> {
   if (sample.status !== 'pending') return sample;
@@ -257,6 +278,7 @@ export async function runIngest(input: IngestInput): Promise<RunSummary> {
   const o = resolveIngestOptions(input);
   const started = performance.now();
   const files = await listManifestFiles(o.inputs);
+  const finishedBefore = await isFinished(o.output);
   const state = await prepareOutput(o, files);
   const index = new DedupeIndex();
   const kind: CommitKind = o.retryFailed ? 'retry' : 'ingest';
@@ -267,6 +289,7 @@ export async function runIngest(input: IngestInput): Promise<RunSummary> {
   let source: AsyncIterable<Sample>;
   let total: number | undefined;
   if (kind === 'retry') {
+    await assertMainRunDone(o, files, state.nextIndex, finishedBefore);
     source = transientRejects(o.output, keptKeys);
   } else {
     const manifestOptions = resolveManifestOptions({ ...o.manifest, inputs: files });

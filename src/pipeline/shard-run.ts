@@ -30,7 +30,7 @@ import { openShardWriter, WRITER_ENGINES, type WriterEngine } from '../shard/wri
 import { columnsSchema, filterSection, readLineage, toolVersion, writeDatasetCard, type DatasetCard } from './dataset-card.js';
 import { assertInputsOutside, openOutput, readCommits, REJECT_LOG, statsName, writeFileAtomic, writeSummary, type RejectRecord, type ShardStats } from './output.js';
 import { PROGRESS_MODES, Progress, type ProgressMode } from './progress.js';
-import { committedShards, readShardSamples } from './shard-source.js';
+import { committedShards, isFinished, readShardSamples } from './shard-source.js';
 import { gatherShuffled, ShuffleScatter, type ScatterState } from './shuffle.js';
 
 export const TOOL = 'filip-data shard';
@@ -186,11 +186,13 @@ export interface ShardRunSummary {
   readonly translation: BackTranslationStats | null;
   readonly seconds: number;
   readonly card: { readonly json: string; readonly md: string };
+  /** The input was an unfinished run, read with --partial-input. */
+  readonly partialInput: boolean;
 }
 
 /** The input folder's committed shards, their row count, and their image bytes (for the bucket count). */
 async function describeInput(dir: string, partial: boolean): Promise<{ files: string[]; rows: number; imageBytes: number }> {
-  const files = await committedShards(dir, { partial });
+  const files = await committedShards(dir, { partial, partialFlag: true });
   const names = new Set(files.map((f) => path.basename(f)));
   let rows = 0;
   let imageBytes = 0;
@@ -285,6 +287,7 @@ export async function runShard(input: ShardRunInput): Promise<ShardRunSummary> {
   const o = resolveShardRunOptions(input);
   const started = performance.now();
   const source = await describeInput(o.input, o.partialInput);
+  const partial = o.partialInput && !(await isFinished(o.input));
   const views = o.augment.views;
   // Views are about as large as the image; ~600 bytes a row of text and framing.
   const estimate = source.imageBytes * (1 + views) + source.rows * 600;
@@ -300,6 +303,7 @@ export async function runShard(input: ShardRunInput): Promise<ShardRunSummary> {
     augment: views === 0 ? { views: 0 } : { views, policy: o.augment.policy, quality: o.augment.quality },
     translate: { engine: o.translate.engine, pivots: o.translate.engine === 'none' ? [] : o.translate.pivots },
     buckets,
+    ...(partial ? { partialInput: true } : {}),
   };
   const workDir = path.join(o.output, WORK_DIR);
   const shuffleFile = path.join(o.output, SHUFFLE_FILE);
@@ -325,6 +329,7 @@ export async function runShard(input: ShardRunInput): Promise<ShardRunSummary> {
     if (o.progress !== 'none') o.logStream.write(`${line}\n`);
   };
 
+  if (partial) log(`warning: ${o.input} is a run that has not finished: sharding the ${source.rows} rows it has committed (--partial-input)`);
   let translation: BackTranslationStats | null = null;
   if (!ckpt?.done) {
     log(`shard: ${source.rows} input rows, ${buckets} shuffle bucket(s)${ckpt ? `; resuming the scatter at row ${ckpt.inputEnd}` : ''}`);
@@ -342,7 +347,7 @@ export async function runShard(input: ShardRunInput): Promise<ShardRunSummary> {
   const sizes: Record<string, number> = {};
   for (const c of commits) if (c.file !== null) sizes[c.file] = c.ok;
   await writeFileAtomic(path.join(o.output, SIZES_FILE), `${JSON.stringify(sizes, null, 2)}\n`);
-  const card = await writeDatasetCard(o.output, await buildCard(o, done, commits, keepCols));
+  const card = await writeDatasetCard(o.output, await buildCard(o, done, commits, keepCols, partial));
   const summary: ShardRunSummary = {
     output: o.output,
     format: o.format,
@@ -353,6 +358,7 @@ export async function runShard(input: ShardRunInput): Promise<ShardRunSummary> {
     translation,
     seconds: (performance.now() - started) / 1000,
     card,
+    partialInput: partial,
   };
   await writeSummary(o.output, summary);
   await fs.rm(workDir, { recursive: true, force: true });
@@ -531,8 +537,13 @@ function tmpPath(dir: string, shard: number, ext: string): string {
   return path.join(dir, `.${shardName(shard, ext)}.tmp`);
 }
 
-async function buildCard(o: ShardRunOptions, ckpt: ShuffleCheckpoint, commits: readonly ShardStats[], keepCols: readonly string[]): Promise<DatasetCard> {
+async function buildCard(o: ShardRunOptions, ckpt: ShuffleCheckpoint, commits: readonly ShardStats[], keepCols: readonly string[], partial: boolean): Promise<DatasetCard> {
   const lineage = await readLineage(o.input);
+  // Folders read while unfinished: this run's input, and the inputs of earlier --partial-input runs.
+  const partialInputs = [
+    ...(partial ? [path.resolve(o.input)] : []),
+    ...lineage.filter((s) => s.identity?.partialInput === true && typeof s.identity.input === 'string').map((s) => path.resolve(String(s.identity!.input))),
+  ];
   const views = o.augment.views;
   const schema =
     o.format === 'parquet'
@@ -566,6 +577,7 @@ async function buildCard(o: ShardRunOptions, ckpt: ShuffleCheckpoint, commits: r
     schema,
     filter: filterSection(lineage),
     lineage: lineage.map((s) => ({ ...s, dir: path.resolve(s.dir) })),
+    partial_inputs: partialInputs,
   };
 }
 
@@ -591,6 +603,7 @@ export function formatShardSummary(s: ShardRunSummary): string {
   const lines = [
     `shard finished in ${s.seconds.toFixed(1)} s: ${c.input} rows in, ${c.ok} samples in ${Object.keys(s.sizes).length} ${s.format} shard(s) -> ${s.output}`,
     `  rejected: ${c.rejected}${Object.keys(c.byReason).length > 0 ? ` (${Object.entries(c.byReason).map(([r, n]) => `${r} ${n}`).join(', ')})` : ''}`,
+    ...(s.partialInput ? ['  input: an unfinished run, read with --partial-input: these shards hold part of it'] : []),
   ];
   const bt = Object.entries(c.backTranslations);
   if (bt.length > 0) lines.push(`  back-translations: ${bt.map(([p, n]) => `${p} ${n}`).join(', ')}`);

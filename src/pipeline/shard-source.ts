@@ -7,6 +7,7 @@ import { FilipError } from '../core/errors.js';
 import { IMAGE_FORMATS, type ImageFormat, type Sample } from '../core/sample.js';
 import { EXTRA_PREFIX } from '../shard/schema.js';
 import { iterateShard, shardRowCount } from '../shard/reader.js';
+import { DEFAULT_QUEUE_NAME } from '../scale/plan.js';
 import { readCommits, readRejects, RUN_FILE, SUMMARY_FILE, type CommitKind } from './output.js';
 
 export interface CommittedShardsOptions {
@@ -18,6 +19,13 @@ export interface CommittedShardsOptions {
    * @default false
    */
   readonly partial?: boolean;
+  /** The caller has a --partial-input flag, so the error may suggest it. @default false */
+  readonly partialFlag?: boolean;
+}
+
+/** Whether the run in an output folder has finished: it wrote `_summary.json`, its last file. */
+export async function isFinished(dir: string): Promise<boolean> {
+  return fs.stat(path.join(dir, SUMMARY_FILE)).then((s) => s.isFile(), () => false);
 }
 
 /**
@@ -38,12 +46,20 @@ export async function committedShards(dir: string, options: CommittedShardsOptio
     throw new FilipError('FILIP_ERR_NO_INPUT', `not a filip-data output folder: it has no ${RUN_FILE} (give the folder a filip-data ingest, filter or merge run wrote)`, { file: dir });
   }
   const commits = await readCommits(dir);
-  if (!partial && !(await fs.stat(path.join(dir, SUMMARY_FILE)).then((s) => s.isFile(), () => false))) {
+  if (!partial && !(await isFinished(dir))) {
     const rows = commits.reduce((a, c) => a + c.ok, 0);
+    const run = JSON.parse(await fs.readFile(path.join(dir, RUN_FILE), 'utf8').catch(() => '{}')) as { identity?: { queue?: unknown } };
+    // A queue run is finished by its workers, not by running the producer's command again.
+    let finish = 'run its command again to complete it (it resumes where it stopped)';
+    if (typeof run.identity?.queue === 'string') {
+      const [url, name] = run.identity.queue.split('#');
+      const named = name !== undefined && name !== DEFAULT_QUEUE_NAME ? ` --queue-name ${name}` : '';
+      finish = `its chunk jobs are not all committed yet: start (or wait for) \`filip-data worker --queue ${url}${named}\``;
+    }
     throw new FilipError(
       'FILIP_ERR_INPUT_UNFINISHED',
-      `the run writing this folder has not finished (no ${SUMMARY_FILE}; ${commits.length} commits, ${rows} rows kept so far): ` +
-        'run its command again to complete it (it resumes where it stopped), or pass --partial-input to use only what it has committed',
+      `the run writing this folder has not finished (no ${SUMMARY_FILE}; ${commits.length} commits, ${rows} rows kept so far): ${finish}` +
+        (options.partialFlag ? ', or pass --partial-input to use only what it has committed' : ''),
       { file: dir },
     );
   }
@@ -155,7 +171,7 @@ export async function* readShardSamples(files: readonly string[], startIndex = 0
  * kept is counted through its first-pass reject, so nothing is counted twice.
  */
 export async function* outputCaptions(dir: string, partial = false): AsyncGenerator<string> {
-  for (const file of await committedShards(dir, { kinds: ['ingest', 'filter'], partial })) {
+  for (const file of await committedShards(dir, { kinds: ['ingest', 'filter'], partial, partialFlag: true })) {
     for await (const r of iterateShard(file, { columns: ['caption'] })) yield String(r.caption);
   }
   for await (const r of readRejects(dir)) if (r.kind !== 'retry' && r.reason !== 'malformed_row') yield r.caption;
