@@ -148,6 +148,16 @@ before(async () => {
 after(() => rm(dir, { recursive: true, force: true }));
 
 describe('trainTokenizer (shards -> merges file)', () => {
+  test('an output path under a file is FILIP_ERR_TOKENIZER naming it, not a raw ENOTDIR', async () => {
+    await writeFile(join(dir, 'a-file'), 'x');
+    const out = join(dir, 'a-file', 'merges.txt');
+    await assert.rejects(trainTokenizer({ shards, out, vocabSize: 600 }), (e: unknown) => {
+      assert.ok(e instanceof FilipError && e.code === 'FILIP_ERR_TOKENIZER' && e.file === out, String(e));
+      assert.match(e.message, /cannot write the merges file/);
+      return true;
+    });
+  });
+
   test('reads captions and back-translations, writes a merges file the tokenizer loads', async () => {
     const out = join(dir, 'out', 'merges.txt.gz');
     const s = await trainTokenizer({ shards, out, vocabSize: 49408 });

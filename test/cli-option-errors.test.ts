@@ -46,6 +46,12 @@ test('errorLine rewrites an option error to the flag and leaves other errors as 
     errorLine('filip', option, ['train', '--keep', '-1'], { keepCheckpoints: ['keep'] }),
     'filip: FILIP_ERR_INVALID_OPTION: --keep: Expected `--keep` to be an integer from 0 and up, got -1',
   );
+  // A resume that contradicts its checkpoint is about a flag too; the field's bare mentions change with it.
+  const resume = new FilipError('FILIP_ERR_CHECKPOINT', 'the checkpoint was trained with vocabSize 1000, this run asks for 600', { file: 'run/ckpt-1', field: 'vocabSize' });
+  assert.equal(
+    errorLine('filip', resume, ['train', '--resume', 'run', '--vocab-size', '600']),
+    'filip: FILIP_ERR_CHECKPOINT: run/ckpt-1: --vocab-size: the checkpoint was trained with --vocab-size 1000, this run asks for 600',
+  );
   const shard = new FilipError('FILIP_ERR_SHARD', 'width must be a number', { file: 'a.parquet', row: 3, field: 'width' });
   assert.equal(errorLine('filip', shard, ['train', '--width', '3']), 'filip: FILIP_ERR_SHARD: a.parquet, row 3, field "width": width must be a number');
 });
@@ -72,8 +78,8 @@ test('the programs name the flag in every option error', async () => {
     ['filip-data', ['shard', out, '-o', out, '--translate-batch', '0'], 2, '--translate-batch', 'batchSize'],
     ['filip-data', ['shard', ingested, '-o', out, '--translate', 'http', '--translate-url', 'notaurl'], 2, '--translate-url', '`url`'],
     ['filip-data', ['shard', ingested, '-o', out, '--translate', 'marian'], 2, '--marian-dir', 'marianDir'],
-    ['filip-data', ['shard', out, '-o', out, '--bucket-mb', '0'], 1, '--bucket-mb must be at least 0.001 MiB, got 0', 'bucketBytes'],
-    ['filip-data', ['worker', '--queue', 'redis://127.0.0.1:9', '--lock-duration', '0.5'], 1, '--lock-duration must be at least 1 seconds', 'lockDurationMs'],
+    ['filip-data', ['shard', out, '-o', out, '--bucket-mb', '0'], 1, '--bucket-mb must be from 0.001 to 1048576 MiB, got 0', 'bucketBytes'],
+    ['filip-data', ['worker', '--queue', 'redis://127.0.0.1:9', '--lock-duration', '0.5'], 1, '--lock-duration must be from 1 to 2147483 seconds, got 0.5', 'lockDurationMs'],
     ['filip-data', ['worker', '--queue', 'redis://127.0.0.1:9', '--max-stalled', '-1'], 2, '--max-stalled', 'maxStalledCount'],
     ['filip', ['train', '--shards', out, '-o', out, '--keep', '-1'], 2, '--keep', 'keepCheckpoints'],
     ['filip', ['train', '--shards', out, '-o', out, '--save-every', '-1'], 2, '--save-every', 'saveEvery'],
@@ -81,7 +87,22 @@ test('the programs name the flag in every option error', async () => {
     ['filip', ['train', '--shards', out, '-o', out, '--vocab-size', '1'], 2, '--vocab-size', 'vocabSize'],
     ['filip', ['eval', '--checkpoint', out, '--shards', out, '--template', 'a photo of {}', '--template', 'no braces'], 2, '--template', 'templates['],
     ['filip', ['tokenizer', 'train', '--shards', out, '-o', path.join(out, 't.txt'), '--min-pair-count', '1'], 2, '--min-pair-count', 'minPairCount'],
+    ['filip', ['tokenizer', 'encode', '--merges', path.join(tmp, 'm.txt'), '--context-length', '1e12', 'hello'], 2, '--context-length', 'contextLength'],
+    ['filip-data', ['filter', ingested, '-o', out, '--max-repeats', '4294967295'], 2, '--max-repeats', 'keepAbove'],
+    ['filip-data', ['shard', ingested, '-o', out, '--bucket-mb', '1e12'], 1, '--bucket-mb must be from 0.001 to 1048576 MiB', 'bucketBytes'],
+    ['filip-data', ['worker', '--queue', 'redis://127.0.0.1:9', '--stalled-interval', '1e7'], 1, '--stalled-interval must be from 0.5 to 2147483 seconds', 'stalledIntervalMs'],
+    // Given twice: yargs makes an array, which came out as a wrong type or, after a unit conversion, NaN.
+    ['filip-data', ['ingest', manifest, '-o', out, '--timeout', '1', '--timeout', '2'], 1, '--timeout is given 2 times; give it once', 'NaN'],
+    ['filip-data', ['shard', ingested, '-o', out, '--translate', 'none', '--translate', 'apertium'], 1, '--translate is given 2 times', '`engine`'],
+    // No value: `--flag=`, a blank value, or the one-letter alias at the end; the run used 0 or the default folder.
+    ['filip-data', ['shard', ingested, '-o', out, '--seed='], 1, '--seed needs a value', 'got 0'],
+    ['filip', ['train', '--shards', out, '-o', out, '--keep', ' '], 1, '--keep needs a value', 'keepCheckpoints'],
+    ['filip-data', ['shard', ingested, '-o'], 1, '-o needs a value', 'shards/final'],
+    ['filip-data', ['ingest', manifest, '-o', ''], 1, '-o needs a value', '`output`'],
+    // A check that used to throw: the help and the message, no stack.
+    ['filip', ['train'], 1, '--shards and --out are required (or --resume a run)', '    at '],
   ];
+  await fs.writeFile(path.join(tmp, 'm.txt'), '#version: 0.2\nh e\n');
   for (const [program, args, status, flag, internal] of cases) {
     const r = spawnSync(process.execPath, [PROGRAMS[program], ...args], { encoding: 'utf8', cwd: tmp, timeout: 60_000 });
     const what = `${program} ${args.join(' ')}`;

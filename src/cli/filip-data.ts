@@ -18,6 +18,9 @@ import { runProgram } from './program.js';
  */
 const FIELD_FLAGS = {
   size: ['image-size'],
+  format: ['output-format'],
+  engine: ['translate'],
+  maxRepeats: ['max-repeats'],
   perHostConcurrency: ['per-host'],
   connectTimeoutMs: ['timeout'],
   totalTimeoutMs: ['deadline'],

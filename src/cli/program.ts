@@ -12,23 +12,37 @@ import { FilipError } from '../core/errors.js';
 import { FILIP_VERSION } from '../fetch/options.js';
 
 /**
- * Adds a global check: a number option that parsed to NaN fails, and so does a number or string
- * option given with no value (`--flag` last, or followed by another flag), naming the flag.
- * `raw` is the argument list yargs parses.
+ * Adds a global check on what yargs lets through, naming the flag: a number option that parsed to
+ * NaN; a number or string option given with no value (`--flag` last, or followed by another flag;
+ * `--flag=` or a blank value; the same for its one-letter alias, `-o`); and one given twice (yargs
+ * would make an array of it, which the stage reports as a wrong type, or a NaN after a unit
+ * conversion). `raw` is the argument list yargs parses.
  */
 export function numbersMustParse<T>(y: Argv<T>, raw: readonly string[]): Argv<T> {
   return y.check((argv) => {
-    const options = (y as unknown as { getOptions(): { number: string[]; string: string[] } }).getOptions();
+    const options = (y as unknown as { getOptions(): { number: string[]; string: string[]; array: string[]; alias: Record<string, string[]> } }).getOptions();
     for (const name of options.number) {
       const value = (argv as Record<string, unknown>)[name];
       const values = Array.isArray(value) ? value : [value];
       if (values.some((v) => typeof v === 'number' && Number.isNaN(v))) return `--${name} must be a number`;
     }
-    for (const name of [...options.number, ...options.string]) {
-      const at = raw.indexOf(`--${name}`);
-      if (at < 0) continue;
-      const next = raw[at + 1];
-      if (next === undefined || (next.startsWith('-') && !/^-\d/.test(next))) return `--${name} needs a value`;
+    const arrays = new Set(options.array);
+    for (const name of new Set([...options.number, ...options.string])) {
+      if (name.length === 1) continue; // an alias: checked with its option
+      const spellings = [`--${name}`, ...(options.alias[name] ?? []).map((a) => (a.length === 1 ? `-${a}` : `--${a}`))];
+      let given = 0;
+      for (let i = 0; i < raw.length; i++) {
+        const arg = raw[i]!;
+        if (arg === '--') break;
+        const spelled = spellings.find((sp) => arg === sp || arg.startsWith(`${sp}=`));
+        if (spelled === undefined) continue;
+        given++;
+        const inline = arg.length > spelled.length ? arg.slice(spelled.length + 1) : undefined;
+        const next = inline ?? raw[i + 1];
+        const missing = next === undefined || next.trim() === '' || (inline === undefined && next.startsWith('-') && !/^-\.?\d/.test(next));
+        if (missing) return `${spelled} needs a value`;
+      }
+      if (given > 1 && !arrays.has(name)) return `--${name} is given ${given} times; give it once`;
     }
     return true;
   }, true);
@@ -60,6 +74,9 @@ export function inRange(ranges: Readonly<Record<string, FlagRange>>): (argv: Rec
   };
 }
 
+/** One-letter aliases the commands give flags (`-o` for --output and --out). */
+const SHORT_FLAGS: Readonly<Record<string, string>> = { output: 'o', out: 'o' };
+
 /** `saveEvery` -> `save-every`, `augment.views` -> `augment-views`. */
 function kebab(field: string): string {
   return field.replace(/\./g, '-').replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
@@ -76,7 +93,9 @@ export function flagOf(field: string, argv: readonly string[], fieldFlags: Reado
   // One element of a list option (`templates[1]`) is set by the list's flag.
   const name = field.replace(/\[\d+\]$/, '');
   const listed = fieldFlags[name] ?? [];
-  const typed = [...listed, kebab(name)].find((flag) => argv.some((a) => a === `--${flag}` || a.startsWith(`--${flag}=`)));
+  const typed = [...listed, kebab(name)].find((flag) =>
+    argv.some((a) => a === `--${flag}` || a.startsWith(`--${flag}=`) || (SHORT_FLAGS[flag] !== undefined && a === `-${SHORT_FLAGS[flag]}`)),
+  );
   // Not typed: a flag that must be given with another (--marian-dir with --translate marian) is
   // named by its listed flag; any other untyped field came from a default, and has no flag to name.
   return typed ?? listed[0];
@@ -84,9 +103,17 @@ export function flagOf(field: string, argv: readonly string[], fieldFlags: Reado
 
 /** The one line a FilipError prints: an option error in terms of the flag the user typed. */
 export function errorLine(name: string, error: FilipError, argv: readonly string[], fieldFlags?: Readonly<Record<string, readonly string[]>>): string {
-  const flag = error.code === 'FILIP_ERR_INVALID_OPTION' && error.field !== undefined ? flagOf(error.field, argv, fieldFlags) : undefined;
+  // Option errors, and a resume's clash with its checkpoint, are about a flag; other codes' fields are columns.
+  const aboutFlag = error.code === 'FILIP_ERR_INVALID_OPTION' || error.code === 'FILIP_ERR_CHECKPOINT';
+  const flag = aboutFlag && error.field !== undefined ? flagOf(error.field, argv, fieldFlags) : undefined;
   if (flag === undefined) return `${name}: ${error.code}: ${error.message}`;
-  const detail = error.detail.replaceAll(`\`${error.field}\``, `\`--${flag}\``);
+  const field = error.field!;
+  // `keepCheckpoints` and a bare keepCheckpoints ("trained with vocabSize 1000") both become the flag;
+  // a field spelled like its flag (batch) only where it is quoted, so words of the message stay.
+  const detail =
+    field !== flag
+      ? error.detail.replace(new RegExp(`(?<![\\w-])${field.replace(/[.[\]]/g, '\\$&')}(?![\\w-])`, 'g'), `--${flag}`)
+      : error.detail.replaceAll(`\`${field}\``, `\`--${flag}\``);
   const where = error.file !== undefined ? `${error.file}: ` : '';
   return `${name}: ${error.code}: ${where}--${flag}: ${detail}`;
 }

@@ -104,7 +104,8 @@ export function resolveFilterOptions(input: FilterInput = {}): FilterOptions {
     rules: FILTER_RULES.filter((r) => on.has(r)),
     minSide: intOption('minSide', o.minSide, 1),
     maxAspect: numberOption('maxAspect', o.maxAspect, 1),
-    maxRepeats: intOption('maxRepeats', o.maxRepeats, 1),
+    // The caption counter keeps counts up to 2^32 - 1; a limit at or above it could never be passed.
+    maxRepeats: intOption('maxRepeats', o.maxRepeats, 1, 2 ** 32 - 2),
     language: choiceOption('language', o.language, Object.keys(LANGUAGE_ENGINES) as LanguageEngine[]),
     nearDupDistance: intOption('nearDupDistance', o.nearDupDistance, 0, MAX_NEAR_DUP_DISTANCE),
     contaminationDistance: intOption('contaminationDistance', o.contaminationDistance, 0, MAX_NEAR_DUP_DISTANCE),

@@ -453,7 +453,8 @@ export async function writeMergesFile(file: string, merges: readonly (readonly [
     await fs.writeFile(tmp, bytes);
     await fs.rename(tmp, file);
   } catch (err) {
-    await fs.rm(tmp, { force: true });
+    // Cleanup may fail the same way (a file where the folder should be): the first error is the one to report.
+    await fs.rm(tmp, { force: true }).catch(() => undefined);
     throw new FilipError('FILIP_ERR_TOKENIZER', `cannot write the merges file: ${(err as Error).message}`, { file }, { cause: err });
   }
 }

@@ -243,7 +243,8 @@ export class BpeTokenizer {
    * [EOS] kept as the last token, padded with 0. `lengths` says where each row's padding starts.
    */
   tokenize(texts: readonly string[], contextLength: number = CLIP_CONTEXT_LENGTH): TokenizedBatch {
-    const L = intOption('contextLength', contextLength, 2);
+    // Rows of ids are allocated whole: a bound keeps a typo (1e12) an option error, not a crash.
+    const L = intOption('contextLength', contextLength, 2, 1 << 20);
     const ids = new Int32Array(texts.length * L);
     const lengths = new Int32Array(texts.length);
     texts.forEach((text, row) => {

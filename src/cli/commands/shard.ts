@@ -72,7 +72,7 @@ export const shardCommand = {
       })
       .option('progress', { type: 'string', choices: Object.keys(PROGRESS_MODES), default: 'auto' })
       // Scaled to bytes below: checked here in MiB (see inRange).
-      .check(inRange({ 'bucket-mb': { min: 0.001, unit: 'MiB' }, 'scatter-buffer-mb': { min: 0.001, unit: 'MiB' } })),
+      .check(inRange({ 'bucket-mb': { min: 0.001, max: 1 << 20, unit: 'MiB' }, 'scatter-buffer-mb': { min: 0.001, max: 1 << 20, unit: 'MiB' } })),
   handler: async (a: ShardArgs) => {
     const summary = await runShard({
       input: a.input,

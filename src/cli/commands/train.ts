@@ -77,9 +77,8 @@ export const trainCommand = {
       .option('progress', { type: 'string', choices: Object.keys(PROGRESS_MODES), describe: d(D.progress) })
       .option('overwrite', { type: 'boolean', describe: 'start again in an --out that holds a run (its checkpoints and log go); without it such an --out is refused' })
       .check((a) => {
-        if (a.resume === undefined && (a.shards === undefined || a.out === undefined)) {
-          throw new Error('--shards and --out are required (or --resume a run)');
-        }
+        // A string, not a thrown Error: yargs then prints the help and the message (exit 1), no stack.
+        if (a.resume === undefined && (a.shards === undefined || a.out === undefined)) return '--shards and --out are required (or --resume a run)';
         return true;
       }),
   handler: async (a: TrainArgs) => {

@@ -18,7 +18,8 @@ export const workerCommand = {
       .option('stalled-interval', { type: 'number', default: 30, describe: 'seconds between checks for stalled jobs' })
       .option('max-stalled', { type: 'number', default: 3, describe: 'times a job may stall before it fails' })
       .option('until-done', { type: 'boolean', default: false, describe: 'exit once every chunk of the run is committed' })
-      .check(inRange({ 'lock-duration': { min: 1, unit: 'seconds' }, 'stalled-interval': { min: 0.5, unit: 'seconds' } })),
+      // Node's timers take at most 2^31 - 1 ms (about 24.8 days); past it they fire after 1 ms.
+      .check(inRange({ 'lock-duration': { min: 1, max: 2_147_483, unit: 'seconds' }, 'stalled-interval': { min: 0.5, max: 2_147_483, unit: 'seconds' } })),
   handler: async (a: {
     queue: string;
     queueName: string;
