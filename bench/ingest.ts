@@ -10,9 +10,16 @@
 // with the pipeline for them. Every child starts with the node flags of the `filip-data` launcher's
 // shebang (src/core/node-flags.ts), the process users run ingest in; the baseline gets them too.
 //
-// Each child first does the same work on the first --warmup images untimed (the baseline its loop,
-// the pipeline a whole runIngest into a scratch folder), so both sides are timed with their code
-// already compiled by the JIT: a real ingest runs for hours, not 15 s.
+// Each child does the work of one run of --warmup + --count images and is timed on the last --count
+// only, so both sides are measured in the steady state of a run, their code compiled by the JIT: a real
+// ingest runs for hours, not 15 s. The warm-up images are other photos of the same kind, first in the
+// same loop (baseline) or the same manifest (pipeline), since a second run would be a different thing to
+// time: it starts new closures, generators and sockets, and V8 optimises much of the pipeline's code
+// again (with a separate warm-up run, 93 TurboFan jobs and 375 ms of compiler time fell inside the
+// timed run of 2,000 images). The window opens when the first timed image is taken: by the baseline's
+// loop, or, for the pipeline, when its first request reaches the server (the parent reads the child's
+// CPU time from /proc then); it closes when the run returns (the pipeline's last shard written). Either
+// way the last warm-up images are still in flight when it opens, as the last timed ones are at its end.
 //
 // Printed figure: pipeline images/s / baseline images/s (target >= 0.90), as the median over reps of
 // the ratio within each rep. Reps alternate the order (baseline first, then pipeline first), so a
@@ -22,9 +29,10 @@
 // baseline / (pipeline + server) says what the wall-clock ratio would be on a machine kept busy by
 // this benchmark alone.
 //
-// Usage: npx tsx bench/ingest.ts [--count 2000] [--concurrency 16] [--reps 3] [--warmup 200]
+// Usage: npx tsx bench/ingest.ts [--count 2000] [--concurrency 16] [--reps 3] [--warmup 400]
 
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { promises as fs } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -56,99 +64,151 @@ function median(values: readonly number[]): number {
   return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
 }
 
-interface Timed {
+/** What a child reports at the end of its run; times are wall-clock ms since the epoch. */
+interface ChildReport {
+  phase: string;
+  /** Timed images (the warm-up not counted). */
   images: number;
-  seconds: number;
-  /** User + system CPU of the whole process (all threads) during the timed run. */
-  cpuSeconds: number;
-  /** Full (mark-compact) garbage collections during the timed run. */
-  majorGcs: number;
+  endWall: number;
+  /** User + system CPU of the whole process (all threads) since it started, in seconds. */
+  endCpu: number;
+  /** The baseline opens its own window: when its loop takes the first timed image. */
+  mark?: { wall: number; cpu: number };
+  /** When each full (mark-compact) garbage collection started. */
+  majorGcWalls: number[];
+  peakRssMb: number;
 }
 
-/** Runs `work` and measures it: wall time and the process's CPU time over exactly that span. */
-async function timed(work: () => Promise<number>): Promise<Timed> {
-  let majorGcs = 0;
+function processCpuSeconds(): number {
+  const c = process.cpuUsage();
+  return (c.user + c.system) / 1e6;
+}
+
+/** Starts recording full GCs; the returned function stops and gives their start times. */
+function recordMajorGcs(): () => Promise<number[]> {
+  const walls: number[] = [];
   const gcs = new PerformanceObserver((list) => {
-    for (const e of list.getEntries()) if (((e as { detail?: { kind?: number } }).detail)?.kind === constants.NODE_PERFORMANCE_GC_MAJOR) majorGcs++;
+    for (const e of list.getEntries()) {
+      if (((e as { detail?: { kind?: number } }).detail)?.kind === constants.NODE_PERFORMANCE_GC_MAJOR) walls.push(performance.timeOrigin + e.startTime);
+    }
   });
   gcs.observe({ entryTypes: ['gc'] });
-  const c0 = process.cpuUsage();
-  const t0 = performance.now();
-  const images = await work();
-  const seconds = (performance.now() - t0) / 1000;
-  const c = process.cpuUsage(c0);
-  // GC entries are delivered asynchronously (buffered, then a task): give the last ones time to arrive.
-  await new Promise((resolve) => setTimeout(resolve, 100));
-  gcs.disconnect();
-  return { images, seconds, cpuSeconds: (c.user + c.system) / 1e6, majorGcs };
+  return async () => {
+    // GC entries are delivered asynchronously (buffered, then a task): give the last ones time to arrive.
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    gcs.disconnect();
+    return walls;
+  };
 }
 
-async function baseline(files: string[], concurrency: number, warmup: number): Promise<Timed> {
+async function baseline(warm: string[], timed: string[], concurrency: number): Promise<Omit<ChildReport, 'phase' | 'peakRssMb'>> {
   // The issue asks for the baseline in the same process as the pipeline, so it gets the same
   // process-wide sharp settings the image stage applies (libvips operation cache off).
   configureSharpForStreaming();
-  const bytes = await Promise.all(files.map((f) => fs.readFile(f)));
-  const loop = async (list: Buffer[]): Promise<number> => {
-    let next = 0;
-    await Promise.all(
-      Array.from({ length: concurrency }, async () => {
-        while (next < list.length) {
-          const b = list[next++]!;
-          await sharp(b).resize({ width: 256, height: 256, fit: 'outside' }).jpeg({ quality: 95 }).toBuffer();
-        }
-      }),
-    );
-    return list.length;
-  };
-  await loop(bytes.slice(0, warmup));
-  return timed(() => loop(bytes));
+  const bytes = await Promise.all([...warm, ...timed].map((f) => fs.readFile(f)));
+  const stopGcs = recordMajorGcs();
+  let next = 0;
+  let mark: { wall: number; cpu: number } | undefined;
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next < bytes.length) {
+        const i = next++;
+        if (i === warm.length) mark = { wall: Date.now(), cpu: processCpuSeconds() };
+        await sharp(bytes[i]!).resize({ width: 256, height: 256, fit: 'outside' }).jpeg({ quality: 95 }).toBuffer();
+      }
+    }),
+  );
+  const endWall = Date.now();
+  const endCpu = processCpuSeconds();
+  return { images: timed.length, endWall, endCpu, mark: mark!, majorGcWalls: await stopGcs() };
 }
 
-async function pipeline(manifest: string, warmManifest: string, concurrency: number, resizeMode: 'keep-ratio' | 'none'): Promise<Timed> {
+async function pipeline(manifest: string, timed: number, concurrency: number, resizeMode: 'keep-ratio' | 'none'): Promise<Omit<ChildReport, 'phase' | 'peakRssMb'>> {
   const out = await fs.mkdtemp(path.join(os.tmpdir(), 'filip-bench-out-'));
   try {
-    await ingest(warmManifest, path.join(out, 'warm-up'), concurrency, resizeMode);
-    return await timed(() => ingest(manifest, path.join(out, 'run'), concurrency, resizeMode));
+    const stopGcs = recordMajorGcs();
+    const s = await runIngest({
+      inputs: [manifest],
+      output: path.join(out, 'run'),
+      progress: 'none',
+      fetch: { concurrency, perHostConcurrency: concurrency },
+      image: { resizeMode, size: 256, format: 'jpeg', quality: 95 },
+    });
+    const endWall = Date.now();
+    const endCpu = processCpuSeconds();
+    if (s.rejected > 0) throw new Error(`bench: ${s.rejected} rows rejected: ${JSON.stringify(s.byReason)}`);
+    return { images: timed, endWall, endCpu, majorGcWalls: await stopGcs() };
   } finally {
     await fs.rm(out, { recursive: true, force: true });
   }
 }
 
-async function ingest(manifest: string, out: string, concurrency: number, resizeMode: 'keep-ratio' | 'none'): Promise<number> {
-  const s = await runIngest({
-    inputs: [manifest],
-    output: out,
-    progress: 'none',
-    fetch: { concurrency, perHostConcurrency: concurrency },
-    image: { resizeMode, size: 256, format: 'jpeg', quality: 95 },
-  });
-  if (s.rejected > 0) throw new Error(`bench: ${s.rejected} rows rejected: ${JSON.stringify(s.byReason)}`);
-  return s.ok;
+async function child(phase: string, arg: string, concurrency: number): Promise<void> {
+  let r: Omit<ChildReport, 'phase' | 'peakRssMb'>;
+  if (phase === 'baseline') {
+    const { warm, timed } = JSON.parse(await fs.readFile(arg, 'utf8')) as { warm: string[]; timed: string[] };
+    r = await baseline(warm, timed, concurrency);
+  } else {
+    const { manifest, timed } = JSON.parse(await fs.readFile(arg, 'utf8')) as { manifest: string; timed: number };
+    r = await pipeline(manifest, timed, concurrency, phase === 'none' ? 'none' : 'keep-ratio');
+  }
+  const report: ChildReport = { phase, ...r, peakRssMb: peakRssMb() };
+  process.stdout.write(`${JSON.stringify(report)}\n`);
 }
 
-async function child(phase: string, arg: string, warm: string, concurrency: number, warmup: number): Promise<void> {
-  const r =
-    phase === 'baseline'
-      ? await baseline(JSON.parse(await fs.readFile(arg, 'utf8')) as string[], concurrency, warmup)
-      : await pipeline(arg, warm, concurrency, phase === 'none' ? 'none' : 'keep-ratio');
-  const result: PhaseResult = {
-    phase,
-    ...r,
-    imagesPerSecond: r.images / r.seconds,
-    peakRssMb: process.resourceUsage().maxRSS / 1024,
-  };
-  process.stdout.write(`${JSON.stringify(result)}\n`);
+/**
+ * This process's peak resident set, in MB: VmHWM of /proc/self/status. Not getrusage's maxRSS, which
+ * a spawned child inherits from the parent it was forked from (here the server, holding every photo)
+ * and keeps across exec, so every phase would report at least the parent's size.
+ */
+function peakRssMb(): number {
+  const line = readFileSync('/proc/self/status', 'utf8').split('\n').find((l) => l.startsWith('VmHWM:'));
+  return line === undefined ? process.resourceUsage().maxRSS / 1024 : Number(line.split(/\s+/)[1]) / 1024;
 }
 
-function runChild(phase: string, arg: string, warm: string, concurrency: number, warmup: number): Promise<PhaseResult> {
+/** Clock ticks per second of /proc's CPU times. */
+const CLOCK_TICKS = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
+
+/** User + system CPU seconds of process `pid`, all its threads, from /proc. */
+function procCpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+}
+
+/** Opens the pipeline's window: set by the server when the first timed image is requested. */
+let onTimedRequest: (() => void) | undefined;
+
+/** Runs one phase in a child; its window is opened by the child (baseline) or by the server (pipeline). */
+function runChild(phase: string, arg: string, concurrency: number): Promise<PhaseResult> {
   return new Promise((resolve, reject) => {
-    const args = ['--child', phase, '--arg', arg, '--warm', warm, '--concurrency', String(concurrency), '--warmup', String(warmup)];
+    const args = ['--child', phase, '--arg', arg, '--concurrency', String(concurrency)];
     const p = spawn(process.execPath, [...shebangNodeFlags(), '--import', 'tsx', self, ...args], {
       stdio: ['ignore', 'pipe', 'inherit'],
     });
+    let mark: { wall: number; cpu: number } | undefined;
+    onTimedRequest = () => {
+      if (mark === undefined && p.pid !== undefined) mark = { wall: Date.now(), cpu: procCpuSeconds(p.pid) };
+    };
     let out = '';
     p.stdout.on('data', (d) => (out += d));
-    p.on('exit', (code) => (code === 0 ? resolve(JSON.parse(out.trim().split('\n').at(-1)!) as PhaseResult) : reject(new Error(`${phase} exited ${code}`))));
+    p.on('exit', (code) => {
+      onTimedRequest = undefined;
+      if (code !== 0) return reject(new Error(`${phase} exited ${code}`));
+      const r = JSON.parse(out.trim().split('\n').at(-1)!) as ChildReport;
+      const from = r.mark ?? mark;
+      if (from === undefined) return reject(new Error(`${phase}: the timed window never opened`));
+      const seconds = (r.endWall - from.wall) / 1000;
+      resolve({
+        phase,
+        images: r.images,
+        seconds,
+        imagesPerSecond: r.images / seconds,
+        peakRssMb: r.peakRssMb,
+        cpuSeconds: r.endCpu - from.cpu,
+        majorGcs: r.majorGcWalls.filter((w) => w >= from.wall).length,
+      });
+    });
   });
 }
 
@@ -158,31 +218,35 @@ async function main(): Promise<void> {
       count: { type: 'string', default: '2000' },
       concurrency: { type: 'string', default: '16' },
       reps: { type: 'string', default: '3' },
-      warmup: { type: 'string', default: '200' },
+      warmup: { type: 'string', default: '400' },
       child: { type: 'string' },
       arg: { type: 'string' },
-      warm: { type: 'string' },
     },
   });
   const concurrency = Number(values.concurrency);
   const warmup = Number(values.warmup);
-  if (values.child) return child(values.child, values.arg!, values.warm!, concurrency, warmup);
+  if (values.child) return child(values.child, values.arg!, concurrency);
 
   const count = Number(values.count);
   const dir = path.resolve('.cache/bench-photos');
-  process.stderr.write(`bench:ingest: preparing ${count} photo-like JPEGs in ${dir} ...\n`);
-  const files = (await makePhotoCorpus(dir, count)).slice(0, count);
-  const totalMb = (await Promise.all(files.map((f) => fs.stat(f)))).reduce((a, s) => a + s.size, 0) / 1e6;
-  const server = await memoryServer(files);
+  process.stderr.write(`bench:ingest: preparing ${count} + ${warmup} photo-like JPEGs in ${dir} ...\n`);
+  // The timed photos are the first `count` (the same bytes at any --warmup); the warm-up ones follow.
+  const files = (await makePhotoCorpus(dir, count + warmup)).slice(0, count + warmup);
+  const timedFiles = files.slice(0, count);
+  const warmFiles = files.slice(count);
+  const totalMb = (await Promise.all(timedFiles.map((f) => fs.stat(f)))).reduce((a, s) => a + s.size, 0) / 1e6;
+  const server = await memoryServer(files, { onRequest: (i) => i < count && onTimedRequest?.() });
   const work = await fs.mkdtemp(path.join(os.tmpdir(), 'filip-bench-'));
   try {
     const list = path.join(work, 'files.json');
-    await fs.writeFile(list, JSON.stringify(files));
+    await fs.writeFile(list, JSON.stringify({ warm: warmFiles, timed: timedFiles }));
     const manifest = path.join(work, 'manifest.tsv');
-    const rows = files.map((_f, i) => `${server.baseUrl}/${i}.jpg\tphoto number ${i}`);
+    // Warm-up rows first, in the same run: the window opens at the first timed row's request.
+    const order = [...warmFiles.map((_f, k) => count + k), ...timedFiles.map((_f, i) => i)];
+    const rows = order.map((i) => `${server.baseUrl}/${i}.jpg\tphoto number ${i}`);
     await fs.writeFile(manifest, `url\tcaption\n${rows.join('\n')}\n`);
-    const warmManifest = path.join(work, 'warm-up.tsv');
-    await fs.writeFile(warmManifest, `url\tcaption\n${rows.slice(0, warmup).join('\n')}\n`);
+    const job = path.join(work, 'pipeline.json');
+    await fs.writeFile(job, JSON.stringify({ manifest, timed: count }));
 
     const best: Record<string, PhaseResult> = {};
     const cpu: Record<string, number[]> = { baseline: [], pipeline: [], none: [], server: [] };
@@ -195,7 +259,7 @@ async function main(): Promise<void> {
       const order = rep % 2 === 0 ? ['baseline', 'pipeline', 'none'] : ['none', 'pipeline', 'baseline'];
       for (const phase of order) {
         const serverBefore = process.cpuUsage();
-        const r = await runChild(phase, phase === 'baseline' ? list : manifest, warmManifest, concurrency, warmup);
+        const r = await runChild(phase, phase === 'baseline' ? list : job, concurrency);
         const served = process.cpuUsage(serverBefore);
         got[phase] = r;
         const msPerImage = (1000 * r.cpuSeconds) / r.images;
@@ -203,7 +267,7 @@ async function main(): Promise<void> {
         let serverNote = '';
         if (phase === 'pipeline') {
           // Per request served: the warm-up's requests included.
-          const serverMs = (served.user + served.system) / 1000 / (r.images + Math.min(warmup, count));
+          const serverMs = (served.user + served.system) / 1000 / (r.images + warmup);
           cpu.server!.push(serverMs);
           serverNote = `, server ${serverMs.toFixed(2)} ms CPU/image`;
         }
@@ -215,7 +279,7 @@ async function main(): Promise<void> {
     }
     const cores = os.availableParallelism();
     const b = best.baseline!;
-    console.log(`bench:ingest  ${count} JPEGs (${totalMb.toFixed(0)} MB, long side 320-1024), concurrency ${concurrency}, ${cores} cores, best of ${values.reps}`);
+    console.log(`bench:ingest  ${count} JPEGs (${totalMb.toFixed(0)} MB, long side 320-1024) timed after ${warmup} in the same run, concurrency ${concurrency}, ${cores} cores, best of ${values.reps}`);
     console.log('phase      images/s  per core  peak RSS MB  seconds  CPU ms/image (median)');
     for (const p of [b, best.pipeline!, best.none!]) {
       console.log(

@@ -22,7 +22,12 @@ function response(status: string, type: string | undefined, body: Buffer): { hea
 }
 
 /** Serves the files from memory with keep-alive, so the server's own CPU cost stays small. */
-export async function memoryServer(files: string[]): Promise<{ baseUrl: string; close(): Promise<void> }> {
+export interface MemoryServerOptions {
+  /** Called with the file index of every GET or HEAD of a file, before the answer is written. */
+  readonly onRequest?: (index: number) => void;
+}
+
+export async function memoryServer(files: string[], options: MemoryServerOptions = {}): Promise<{ baseUrl: string; close(): Promise<void> }> {
   const answers = await Promise.all(
     files.map(async (f) => {
       const r = response('200 OK', 'image/jpeg', await fs.readFile(f));
@@ -42,6 +47,7 @@ export async function memoryServer(files: string[]): Promise<{ baseUrl: string; 
     if ((method !== 'GET' && method !== 'HEAD') || target === undefined || !target.startsWith('/')) return undefined;
     const index = Number.parseInt(target.slice(1), 10);
     const found = Number.isInteger(index) && index >= 0 && index < answers.length ? answers[index]! : undefined;
+    if (found !== undefined) options.onRequest?.(index);
     if (method === 'HEAD') return found?.head ?? notFound.head;
     return found?.full ?? notFoundFull;
   };
