@@ -634,6 +634,8 @@ describe('file-level errors', () => {
       assert.ok(err.message.includes(file));
       const present = name.endsWith('keepCols') ? ['"url"', '"caption"'] : ['"link"', '"text"'];
       for (const column of present) assert.ok(err.message.includes(column), err.message);
+      // The role of the missing column in words, not an option's name (urlCol, keepCols).
+      assert.match(err.message, name.endsWith('keepCols') ? /"width" \(a column to keep\)/ : /"url" \(the URL column\)/);
     });
   }
 

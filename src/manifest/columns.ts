@@ -50,10 +50,10 @@ export function locateColumns(file: string, columns: readonly string[], request:
   const caption = findColumn(columns, request.captionCol);
   const keep = request.keepCols.map((name) => findColumn(columns, name));
   const missing: string[] = [];
-  if (url === -1) missing.push(`${JSON.stringify(request.urlCol)} (urlCol)`);
-  if (caption === -1) missing.push(`${JSON.stringify(request.captionCol)} (captionCol)`);
+  if (url === -1) missing.push(`${JSON.stringify(request.urlCol)} (the URL column)`);
+  if (caption === -1) missing.push(`${JSON.stringify(request.captionCol)} (the caption column)`);
   request.keepCols.forEach((name, i) => {
-    if (keep[i] === -1) missing.push(`${JSON.stringify(name)} (keepCols)`);
+    if (keep[i] === -1) missing.push(`${JSON.stringify(name)} (a column to keep)`);
   });
   if (missing.length > 0) {
     const first = url === -1 ? request.urlCol : caption === -1 ? request.captionCol : request.keepCols[keep.indexOf(-1)];
