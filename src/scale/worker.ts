@@ -12,12 +12,10 @@ import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Worker, type Job } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { promises as fs } from 'node:fs';
-import path from 'node:path';
 import { boolOption, intOption, rejectUnknownKeys } from '../core/options.js';
 import { Fetcher } from '../fetch/fetcher.js';
 import { prepareFilter, type FilterContext } from '../filters/filter.js';
-import { SUMMARY_FILE } from '../pipeline/output.js';
+import { isFinished } from '../pipeline/shard-source.js';
 import { commitChunk, nearDupIndexOf, writeQueueSummary } from './commit.js';
 import { countChunk, stageChunk } from './chunk.js';
 import { connectRedis, parseQueueUrl, redisOptions } from './connection.js';
@@ -263,7 +261,7 @@ class Committer {
    * summary, so a worker that sees it removed also sees the round's chunks.
    */
   async #summaryDue(): Promise<QueueRun | undefined> {
-    if (await fs.stat(path.join(this.output, SUMMARY_FILE)).then(() => true, () => false)) return undefined;
+    if (await isFinished(this.output)) return undefined;
     const text = await this.redis.get(this.keys.run);
     if (text === null) return undefined;
     const run = parseRun(text, '', this.keys.name);
