@@ -99,6 +99,9 @@ test('the programs name the flag in every option error', async () => {
     ['filip', ['train', '--shards', out, '-o', out, '--keep', ' '], 1, '--keep needs a value', 'keepCheckpoints'],
     ['filip-data', ['shard', ingested, '-o'], 1, '-o needs a value', 'shards/final'],
     ['filip-data', ['ingest', manifest, '-o', ''], 1, '-o needs a value', '`output`'],
+    // Filter flags do nothing without --filter: ingest used to run unfiltered without a word.
+    ['filip-data', ['ingest', manifest, '-o', out, '--min-side', '300'], 1, '--min-side applies only with --filter', 'shards written'],
+    ['filip-data', ['merge', out, out, '-o', out, '--max-repeats=3'], 1, '--max-repeats applies only with --filter', 'FILIP_ERR'],
     // A check that used to throw: the help and the message, no stack.
     ['filip', ['train'], 1, '--shards and --out are required (or --resume a run)', '    at '],
   ];

@@ -74,6 +74,19 @@ export function inRange(ranges: Readonly<Record<string, FlagRange>>): (argv: Rec
   };
 }
 
+/**
+ * A yargs check: the flags in `flags` do something only when the boolean option `needed` is on, so
+ * typing one without it is a usage error rather than a setting silently ignored (`ingest --min-side
+ * 300` without `--filter` filtered nothing). `raw` defaults to this process's arguments.
+ */
+export function onlyWith(needed: string, flags: readonly string[], hint: string, raw: readonly string[] = process.argv.slice(2)): (argv: Record<string, unknown>) => true | string {
+  return (argv) => {
+    if (argv[needed] === true) return true;
+    const typed = flags.find((f) => raw.some((a) => a === `--${f}` || a.startsWith(`--${f}=`)));
+    return typed === undefined ? true : `--${typed} applies only with --${needed}${hint}`;
+  };
+}
+
 /** One-letter aliases the commands give flags (`-o` for --output and --out). */
 const SHORT_FLAGS: Readonly<Record<string, string>> = { output: 'o', out: 'o' };
 

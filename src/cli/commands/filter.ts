@@ -6,6 +6,9 @@ import { formatFilterSummary, runFilter } from '../../pipeline/filter-run.js';
 import { PROGRESS_MODES, type ProgressMode } from '../../pipeline/progress.js';
 import { WRITER_ENGINES, type WriterEngine } from '../../shard/writer.js';
 
+/** The flags filterFlags adds: ingest and merge accept them only with --filter. */
+export const FILTER_FLAGS = ['preset', 'disable', 'enable', 'min-side', 'max-aspect', 'max-repeats', 'language', 'near-dup-distance', 'decontaminate'] as const;
+
 export function filterFlags<T>(y: Argv<T>) {
   return y
     .option('preset', { type: 'string', choices: Object.keys(FILTER_PRESETS), default: 'filip', describe: 'rule set' })

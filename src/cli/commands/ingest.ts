@@ -2,13 +2,13 @@
 // IngestOptions; validation happens in the stage's own options factories, not here.
 
 import type { Argv, ArgumentsCamelCase } from 'yargs';
-import { inRange } from '../program.js';
+import { inRange, onlyWith } from '../program.js';
 import { RESIZE_MODES, OUTPUT_FORMATS } from '../../image/process.js';
 import { MANIFEST_FORMATS } from '../../manifest/read.js';
 import { PROGRESS_MODES } from '../../pipeline/progress.js';
 import { WRITER_ENGINES } from '../../shard/writer.js';
 import { formatSummary, runIngest, type IngestInput } from '../../pipeline/ingest.js';
-import { filterFlags, toFilterInput } from './filter.js';
+import { FILTER_FLAGS, filterFlags, toFilterInput } from './filter.js';
 import { invalid } from '../../core/options.js';
 import { DEFAULT_QUEUE_NAME, DEFAULT_ROWS_PER_JOB } from '../../scale/plan.js';
 import { enqueueIngest, formatEnqueueSummary } from '../../scale/producer.js';
@@ -116,7 +116,8 @@ export const ingestCommand = {
           deadline: { min: 0.001, max: 2_147_483, unit: 'seconds' },
           'max-body': { min: 0.001, max: 2047, unit: 'MiB' },
         }),
-      ),
+      )
+      .check(onlyWith('filter', FILTER_FLAGS, ' (or run `filip-data filter` on the output)')),
   handler: async (a: IngestArgs & { inputs: string[] }) => {
     if (a.queue !== undefined) {
       if (a.partitions !== 1 || a.partition !== 0) throw invalid('partitions', 'left out with --queue (partitions are for runs without Redis)', a.partitions);

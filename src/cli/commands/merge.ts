@@ -3,7 +3,8 @@ import type { Argv } from 'yargs';
 import { PROGRESS_MODES, type ProgressMode } from '../../pipeline/progress.js';
 import { formatMergeSummary, runMerge } from '../../scale/merge.js';
 import { WRITER_ENGINES, type WriterEngine } from '../../shard/writer.js';
-import { filterFlags, toFilterInput } from './filter.js';
+import { onlyWith } from '../program.js';
+import { FILTER_FLAGS, filterFlags, toFilterInput } from './filter.js';
 
 export const mergeCommand = {
   command: 'merge <inputs..>',
@@ -18,7 +19,8 @@ export const mergeCommand = {
       .option('dedupe-images', { type: 'boolean', default: true })
       .option('dedupe-pairs', { type: 'boolean', default: true })
       .option('overwrite', { type: 'boolean', default: false, describe: 'replace an earlier merge in --output (without it, a killed merge resumes)' })
-      .option('progress', { type: 'string', choices: Object.keys(PROGRESS_MODES), default: 'auto' }),
+      .option('progress', { type: 'string', choices: Object.keys(PROGRESS_MODES), default: 'auto' })
+      .check(onlyWith('filter', FILTER_FLAGS, ' (or run `filip-data filter` on the merged output)')),
   handler: async (a: Parameters<typeof toFilterInput>[0] & {
     inputs: string[];
     filter: boolean;
