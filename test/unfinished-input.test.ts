@@ -8,6 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { FilipError } from '../src/core/errors.js';
+import { listShards, openShardStream } from '../src/data/index.js';
 import { runFilter } from '../src/pipeline/filter-run.js';
 import { runIngest } from '../src/pipeline/ingest.js';
 import { runShard } from '../src/pipeline/shard-run.js';
@@ -18,6 +19,7 @@ import { readOutput } from './helpers/read.js';
 import { sendBytes, startServer, type Handler, type TestServer } from './helpers/server.js';
 
 const CLI = path.resolve('bin/filip-data.js');
+const FILIP = path.resolve('bin/filip.js');
 const ROWS = 60;
 let server: TestServer;
 let tmp: string;
@@ -45,16 +47,21 @@ after(async () => {
 
 const ingestArgs = (out: string) => [CLI, 'ingest', manifest, '-o', out, '--shard-size', '5', '--concurrency', '2', '--image-size', '64', '--progress', 'none'];
 
-/** Runs `filip-data ARGS` to its end: exit code and stderr. */
-function cli(args: string[]): Promise<{ code: number | null; stderr: string }> {
-  const child = spawn(process.execPath, [CLI, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+/** Runs `node BIN ARGS` to its end: exit code, stdout and stderr. */
+function exec(bin: string, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const child = spawn(process.execPath, [bin, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
   let stderr = '';
+  child.stdout.on('data', (d) => (stdout += d));
   child.stderr.on('data', (d) => (stderr += d));
   return new Promise((resolve, reject) => {
     child.on('error', reject);
-    child.on('exit', (code) => resolve({ code, stderr }));
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
   });
 }
+
+/** Runs `filip-data ARGS` to its end. */
+const cli = (args: string[]) => exec(CLI, args);
 
 async function statsFiles(dir: string): Promise<number> {
   return (await fs.readdir(dir).catch(() => [] as string[])).filter((n) => n.endsWith('_stats.json')).length;
@@ -180,4 +187,41 @@ test('every reader of an output folder refuses one without _summary.json (what a
   await runIngest({ inputs: [manifest], output: parts[1]!, progress: 'none', image: { size: 64 }, partitions: 2, partition: 1, rowsPerJob: 10 });
   const merged = await runMerge({ inputs: parts, output: path.join(tmp, 'x-merge'), progress: 'none' });
   assert.equal(merged.ok + merged.rejected, ROWS);
+});
+
+test('filip train refuses training shards whose shard run has not finished; --partial-input trains on what it committed', async () => {
+  const ingested = path.join(tmp, 't-ingest');
+  await runIngest({ inputs: [manifest], output: ingested, progress: 'none', image: { size: 64 } });
+  const shards = path.join(tmp, 't-shards');
+  await runShard({ input: ingested, output: shards, translate: { engine: 'none' }, samplesPerShard: 10, progress: 'none' });
+  const finished = await listShards(shards);
+  assert.equal(finished.length, 6);
+  // What a kill in the write phase leaves: the first shards committed, no sizes.json, no _summary.json.
+  for (const name of ['_summary.json', 'sizes.json', '00004.parquet', '00005.parquet', '00004_stats.json', '00005_stats.json']) {
+    await fs.rm(path.join(shards, name));
+  }
+
+  const out = path.join(tmp, 't-run');
+  const train = ['train', '--shards', shards, '-o', out, '--preset', 'tiny', '--batch', '4', '--steps', '1', '--warmup', '0', '--vocab-size', '600', '--backend', 'wasm', '--progress', 'log'];
+  const refused = await exec(FILIP, train);
+  assert.equal(refused.code, 2, refused.stderr);
+  assert.match(refused.stderr, /FILIP_ERR_INPUT_UNFINISHED: .*has not finished \(no _summary\.json\).*--partial-input/);
+  assert.ok(refused.stderr.includes(shards), `names the folder: ${refused.stderr}`);
+  assert.equal(await fs.stat(out).then(() => true, () => false), false, 'nothing written: no run folder, no tokenizer learned');
+
+  // The library's readers refuse it too; eval has no --partial-input, so its message does not offer one.
+  const unfinished = (e: unknown) => e instanceof FilipError && e.code === 'FILIP_ERR_INPUT_UNFINISHED' && e.file === shards;
+  await assert.rejects(openShardStream(shards), unfinished);
+  await assert.rejects(listShards(shards), (e: Error) => unfinished(e) && !e.message.includes('--partial-input'));
+  assert.deepEqual((await listShards(shards, { partial: true })).map((s) => [s.name, s.rows]), finished.slice(0, 4).map((s) => [s.name, s.rows]));
+  // Shards another tool wrote (no _run.json) are read as they are.
+  const foreign = path.join(tmp, 't-foreign');
+  await fs.mkdir(foreign);
+  for (const s of finished.slice(0, 4)) await fs.copyFile(s.file, path.join(foreign, s.name));
+  assert.equal((await openShardStream(foreign)).shards.length, 4);
+
+  const partial = await exec(FILIP, [...train, '--partial-input']);
+  assert.equal(partial.code, 0, partial.stderr);
+  assert.match(partial.stdout, new RegExp(`warning: the run writing .*t-shards has not finished: training on the 40 pairs of the 4 shards it has committed \\(--partial-input\\)`));
+  assert.match(partial.stdout, /^step 1\/1/m);
 });

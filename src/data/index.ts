@@ -19,6 +19,8 @@ export {
   STREAM_FIELDS,
   STREAM_FIELD_NAMES,
   listShards,
+  unfinishedRun,
+  type ListShardsOptions,
   type ReadCounters,
   type ShardFileFormat,
   type ShardInfo,

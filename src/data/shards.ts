@@ -11,6 +11,7 @@
 import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { FilipError } from '../core/errors.js';
+import { RUN_FILE, SUMMARY_FILE } from '../core/run-files.js';
 import type { CaptionTranslation } from '../core/sample.js';
 import { openParquetShard } from './parquet.js';
 import { openTarShard } from './tar.js';
@@ -119,15 +120,41 @@ export function openShard(info: Omit<ShardInfo, 'rows'>, fields: ReadonlySet<Str
 }
 
 /**
- * Lists the shards of a folder in name order. With a sizes.json, exactly the .parquet and .tar files it
+ * Whether a folder's files are those of a filip-data run that has not finished. A filip-data output (it
+ * has _run.json) is complete once its run wrote _summary.json, last; without it the run was killed or
+ * is still going: its shards are a part of the data, and `shard`'s sizes.json is not there yet, so every
+ * committed NNNNN file would be read as if it were all. Folders other tools wrote have neither file.
+ */
+export function unfinishedRun(names: readonly string[]): boolean {
+  return names.includes(RUN_FILE) && !names.includes(SUMMARY_FILE);
+}
+
+export interface ListShardsOptions {
+  /** Read a filip-data output whose run has not finished (no `_summary.json`). @default false */
+  readonly partial?: boolean;
+  /** The caller has a --partial-input flag, so the error may suggest it. @default false */
+  readonly partialFlag?: boolean;
+}
+
+/**
+ * Lists the shards of a folder in name order. A filip-data output folder whose run has not finished
+ * is FILIP_ERR_INPUT_UNFINISHED unless `partial`; folders other tools wrote are read as they are. With a sizes.json, exactly the .parquet and .tar files it
  * names (its counts are checked against each file when the file is opened); without one, every
  * NNNNN.parquet and NNNNN.tar file, counted from the file (a Parquet footer, the tar's headers). Shards
  * with no rows are listed too (the planner skips them).
  */
-export async function listShards(dir: string): Promise<ShardInfo[]> {
+export async function listShards(dir: string, options: ListShardsOptions = {}): Promise<ShardInfo[]> {
   const stat = await fs.stat(dir).catch(() => undefined);
   if (!stat?.isDirectory()) throw new FilipError('FILIP_ERR_NO_INPUT', 'no such folder of training shards', { file: dir });
   const names = await fs.readdir(dir);
+  if (!options.partial && unfinishedRun(names)) {
+    throw new FilipError(
+      'FILIP_ERR_INPUT_UNFINISHED',
+      `the filip-data run writing this folder has not finished (no ${SUMMARY_FILE}): run its command again to complete it` +
+        (options.partialFlag ? ', or pass --partial-input to read only the shards it has committed' : ''),
+      { file: dir },
+    );
+  }
   let shards: ShardInfo[];
   if (names.includes(SIZES_FILE)) {
     shards = await readSizes(dir, new Set(names));

@@ -61,6 +61,10 @@ export interface ShardStreamOptions<F extends StreamField = StreamField> {
   readonly loop: boolean;
   /** Start here instead of at the start of `epoch` (from a checkpoint's `stream.position()`). @default { epoch, consumed: 0 } */
   readonly position: StreamPosition;
+  /** Read a filip-data output whose run has not finished (see `listShards`). @default false */
+  readonly partialInput: boolean;
+  /** The caller has a --partial-input flag, so the unfinished-input error may suggest it. @default false */
+  readonly partialFlag: boolean;
 }
 
 export type ShardStreamInput<F extends StreamField = StreamField> = Partial<ShardStreamOptions<F>>;
@@ -75,6 +79,8 @@ const DEFAULTS = {
   columns: STREAM_FIELD_NAMES as readonly StreamField[],
   loop: false,
   position: undefined as StreamPosition | undefined,
+  partialInput: false,
+  partialFlag: false,
 };
 
 const UINT32_MAX = 0xffffffff;
@@ -112,6 +118,8 @@ export function resolveShardStreamOptions<F extends StreamField = StreamField>(i
     columns,
     loop: boolOption('loop', o.loop),
     position,
+    partialInput: boolOption('partialInput', o.partialInput),
+    partialFlag: boolOption('partialFlag', o.partialFlag),
   };
 }
 
@@ -246,7 +254,7 @@ export async function openShardStream<F extends StreamField = StreamField>(
   input: ShardStreamInput<F> = {},
 ): Promise<ShardStream<F>> {
   const options = resolveShardStreamOptions(input);
-  const shards = await listShards(dir);
+  const shards = await listShards(dir, { partial: options.partialInput, partialFlag: options.partialFlag });
   if (shards.every((s) => s.rows === 0)) throw new FilipError('FILIP_ERR_NO_INPUT', 'the shards hold no rows', { file: dir });
   const first = planEpoch(shards, options.position.epoch, options);
   if (options.position.consumed > first.total) {

@@ -14,13 +14,13 @@ import { createInterface } from 'node:readline';
 import path from 'node:path';
 import { FilipError } from '../core/errors.js';
 import type { ReasonCode } from '../core/reasons.js';
+import { RUN_FILE, SUMMARY_FILE } from '../core/run-files.js';
 import type { Sample } from '../core/sample.js';
 import { sampleToRow, shardColumns, shardName } from '../shard/schema.js';
 import { openShardWriter, type ShardWriter, type WriterEngine } from '../shard/writer.js';
 
 export const REJECT_LOG = 'rejects.jsonl';
-export const RUN_FILE = '_run.json';
-export const SUMMARY_FILE = '_summary.json';
+export { RUN_FILE, SUMMARY_FILE };
 /** The filter funnel's example images, kept until the report is written (see Funnel's imageLog). */
 export const FUNNEL_IMAGES = '.funnel-images.bin';
 

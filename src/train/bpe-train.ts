@@ -407,7 +407,8 @@ export async function countShardWords(dir: string, onFile?: (file: string, rows:
 async function tarShardsOf(dir: string): Promise<ShardInfo[] | undefined> {
   const names = await fs.readdir(dir).catch(() => undefined);
   if (!names || names.some((n) => n.endsWith('.parquet')) || !names.some((n) => /^\d{5,}\.tar$/.test(n))) return undefined;
-  return (await listShards(dir)).filter((s) => s.format === 'tar');
+  // Whatever the folder holds, finished or not, as for Parquet files: `filip train` checks that first.
+  return (await listShards(dir, { partial: true })).filter((s) => s.format === 'tar');
 }
 
 async function countTarWords(shards: readonly ShardInfo[], onFile?: (file: string, rows: number) => void): Promise<ShardTextCounts> {

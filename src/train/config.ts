@@ -159,6 +159,12 @@ export interface TrainOptions {
    * @default false
    */
   readonly overwrite: boolean;
+  /**
+   * Train on what an unfinished filip-data run (no `_summary.json`: killed, or still going) has committed
+   * so far; without it such a folder is refused, so that a run never trains on part of its data unawares.
+   * @default false
+   */
+  readonly partialInput: boolean;
 }
 
 export type TrainInput = Partial<TrainOptions> & Pick<TrainOptions, 'shards' | 'out'>;
@@ -203,6 +209,7 @@ export const DEFAULT_TRAIN_OPTIONS: Omit<TrainOptions, 'shards' | 'out'> = Objec
   progress: 'auto' as ProgressMode,
   modelOverrides: Object.freeze({}),
   overwrite: false,
+  partialInput: false,
 });
 
 const KNOWN = { shards: '', out: '', ...DEFAULT_TRAIN_OPTIONS };
@@ -281,6 +288,7 @@ export function resolveTrainOptions(input: TrainInput): TrainOptions {
     progress: choiceOption('progress', o.progress, Object.keys(PROGRESS_MODES) as ProgressMode[]),
     modelOverrides: Object.freeze({ ...overrides }),
     overwrite: boolOption('overwrite', o.overwrite),
+    partialInput: boolOption('partialInput', o.partialInput),
   };
   if (resolved.init !== null && resolved.resume !== null) throw invalid('init', 'left out with --resume (a resumed run has its weights)', resolved.init);
   if (resolved.init !== null && resolved.tokenizer !== null) throw invalid('tokenizer', 'left out with --init (the tokenizer comes with the weights)', resolved.tokenizer);

@@ -41,6 +41,7 @@ interface TrainArgs {
   shuffleBuffer?: number;
   progress?: string;
   overwrite?: boolean;
+  partialInput?: boolean;
 }
 
 const d = (value: unknown) => `(default ${JSON.stringify(value)})`;
@@ -76,6 +77,7 @@ export const trainCommand = {
       .option('shuffle-buffer', { type: 'number', describe: `rows in the shuffle buffer ${d(D.shuffleBuffer)}` })
       .option('progress', { type: 'string', choices: Object.keys(PROGRESS_MODES), describe: d(D.progress) })
       .option('overwrite', { type: 'boolean', describe: 'start again in an --out that holds a run (its checkpoints and log go); without it such an --out is refused' })
+      .option('partial-input', { type: 'boolean', describe: 'train on what an unfinished filip-data run in --shards has committed so far (refused without it)' })
       .check((a) => {
         // A string, not a thrown Error: yargs then prints the help and the message (exit 1), no stack.
         if (a.resume === undefined && (a.shards === undefined || a.out === undefined)) return '--shards and --out are required (or --resume a run)';
@@ -109,6 +111,7 @@ export const trainCommand = {
       shuffleBuffer: a.shuffleBuffer,
       progress: a.progress as TrainOptions['progress'] | undefined,
       overwrite: a.overwrite,
+      partialInput: a.partialInput,
     };
     const mode = a.progress ?? D.progress;
     const isTty = mode === 'tty' || (mode === 'auto' && process.stdout.isTTY === true);
