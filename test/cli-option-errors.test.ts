@@ -102,6 +102,13 @@ test('the programs name the flag in every option error', async () => {
     // Filter flags do nothing without --filter: ingest used to run unfiltered without a word.
     ['filip-data', ['ingest', manifest, '-o', out, '--min-side', '300'], 1, '--min-side applies only with --filter', 'shards written'],
     ['filip-data', ['merge', out, out, '-o', out, '--max-repeats=3'], 1, '--max-repeats applies only with --filter', 'FILIP_ERR'],
+    // Queue flags do nothing without --queue (the run used the in-memory index and ignored --wait).
+    ['filip-data', ['ingest', manifest, '-o', out, '--near-dup-index', 'replica'], 1, '--near-dup-index applies only with --queue', 'shards written'],
+    ['filip-data', ['ingest', manifest, '-o', out, '--bucket-bits=20'], 1, '--bucket-bits applies only with --queue', 'shards written'],
+    ['filip-data', ['ingest', manifest, '-o', out, '--wait'], 1, '--wait applies only with --queue', 'shards written'],
+    // Negative numbers yargs split into one-letter flags ("Unknown arguments: 1, e"): the flag's own message.
+    ['filip', ['train', '--shards', out, '-o', out, '--lr', '-1e-3'], 2, '--lr', 'Unknown arguments'],
+    ['filip-data', ['filter', ingested, '-o', out, '--near-dup-distance', '-Infinity'], 2, '--near-dup-distance', 'Unknown arguments'],
     // A check that used to throw: the help and the message, no stack.
     ['filip', ['train'], 1, '--shards and --out are required (or --resume a run)', '    at '],
   ];

@@ -75,13 +75,15 @@ export function inRange(ranges: Readonly<Record<string, FlagRange>>): (argv: Rec
 }
 
 /**
- * A yargs check: the flags in `flags` do something only when the boolean option `needed` is on, so
- * typing one without it is a usage error rather than a setting silently ignored (`ingest --min-side
- * 300` without `--filter` filtered nothing). `raw` defaults to this process's arguments.
+ * A yargs check: the flags in `flags` do something only when the option `needed` is given (a boolean
+ * on, or a value such as --queue's URL), so typing one without it is a usage error rather than a
+ * setting silently ignored (`ingest --min-side 300` without `--filter` filtered nothing; `ingest
+ * --near-dup-index replica` without `--queue` ran with the in-memory index). `raw` defaults to this
+ * process's arguments.
  */
 export function onlyWith(needed: string, flags: readonly string[], hint: string, raw: readonly string[] = process.argv.slice(2)): (argv: Record<string, unknown>) => true | string {
   return (argv) => {
-    if (argv[needed] === true) return true;
+    if (argv[needed] !== undefined && argv[needed] !== false) return true;
     const typed = flags.find((f) => raw.some((a) => a === `--${f}` || a.startsWith(`--${f}=`)));
     return typed === undefined ? true : `--${typed} applies only with --${needed}${hint}`;
   };
@@ -137,13 +139,35 @@ export function errorLine(name: string, error: FilipError, argv: readonly string
  * `name: CODE: message`, exit 2 (an option error names the flag, see flagOf); anything else is
  * thrown on (a bug: its stack is wanted).
  */
+/** A negative number yargs would read as short flags: `-1e-3` (flags 1, e, 3), `-Infinity`. */
+const NEGATIVE_NUMBER = /^-(?:(?:\d+\.?\d*|\.\d+)e[+-]?\d+|Infinity)$/i;
+
+/**
+ * `--lr -1e-3` as `--lr=-1e-3`: yargs knows plain negative numbers (`-0.001`) but splits one with an
+ * exponent, or -Infinity, into one-letter flags and stops with "Unknown arguments: 1, e" instead of
+ * the flag's own range message.
+ */
+export function joinNegativeNumbers(argv: readonly string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    const next = argv[i + 1];
+    if (a.startsWith('--') && a.length > 2 && !a.includes('=') && next !== undefined && NEGATIVE_NUMBER.test(next)) {
+      out.push(`${a}=${next}`);
+      i++;
+    } else out.push(a);
+  }
+  return out;
+}
+
 export async function runProgram(
   name: string,
-  argv: string[],
+  typed: string[],
   commands: readonly CommandModule<object, never>[],
   demand: string,
   fieldFlags: Readonly<Record<string, readonly string[]>> = {},
 ): Promise<void> {
+  const argv = joinNegativeNumbers(typed);
   try {
     let y = numbersMustParse(yargs(argv), argv)
       .scriptName(name)

@@ -104,6 +104,9 @@ export function toIngestInput(a: IngestArgs, inputs: readonly string[]): IngestI
   };
 }
 
+/** Flags that set up a Redis run: without --queue they would be ignored, so they are usage errors. */
+const QUEUE_FLAGS = ['queue-name', 'bucket-bits', 'wait', 'near-dup-index'] as const;
+
 export const ingestCommand = {
   command: 'ingest <inputs..>',
   describe: 'read manifests, download, decode, dedupe, write Parquet shards',
@@ -117,7 +120,8 @@ export const ingestCommand = {
           'max-body': { min: 0.001, max: 2047, unit: 'MiB' },
         }),
       )
-      .check(onlyWith('filter', FILTER_FLAGS, ' (or run `filip-data filter` on the output)')),
+      .check(onlyWith('filter', FILTER_FLAGS, ' (or run `filip-data filter` on the output)'))
+      .check(onlyWith('queue', QUEUE_FLAGS, ' (it sets up the Redis run)')),
   handler: async (a: IngestArgs & { inputs: string[] }) => {
     if (a.queue !== undefined) {
       if (a.partitions !== 1 || a.partition !== 0) throw invalid('partitions', 'left out with --queue (partitions are for runs without Redis)', a.partitions);
@@ -126,7 +130,6 @@ export const ingestCommand = {
       process.stdout.write(`${formatEnqueueSummary(queued)}\n`);
       return;
     }
-    if (a.wait) throw invalid('wait', 'used with --queue only', true);
     const summary = await runIngest(toIngestInput(a, a.inputs));
     process.stdout.write(`${formatSummary(summary)}\n`);
   },
