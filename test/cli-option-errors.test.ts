@@ -109,6 +109,8 @@ test('the programs name the flag in every option error', async () => {
     // Negative numbers yargs split into one-letter flags ("Unknown arguments: 1, e"): the flag's own message.
     ['filip', ['train', '--shards', out, '-o', out, '--lr', '-1e-3'], 2, '--lr', 'Unknown arguments'],
     ['filip-data', ['filter', ingested, '-o', out, '--near-dup-distance', '-Infinity'], 2, '--near-dup-distance', 'Unknown arguments'],
+    // An unknown flag is named as typed, without the camel-case key yargs made from it.
+    ['filip-data', ['ingest', manifest, '-o', out, '--foo-bar', '1'], 1, 'Unknown argument: foo-bar', 'fooBar'],
     // A check that used to throw: the help and the message, no stack.
     ['filip', ['train'], 1, '--shards and --out are required (or --resume a run)', '    at '],
   ];

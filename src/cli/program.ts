@@ -139,6 +139,19 @@ export function errorLine(name: string, error: FilipError, argv: readonly string
  * `name: CODE: message`, exit 2 (an option error names the flag, see flagOf); anything else is
  * thrown on (a bug: its stack is wanted).
  */
+/**
+ * "Unknown arguments: foo-bar, fooBar" as "Unknown argument: foo-bar": yargs lists the camel-case key it
+ * made from a flag the user typed beside the flag itself.
+ */
+export function withoutCamelTwins(message: string): string {
+  const m = /^Unknown arguments?: (.*)$/.exec(message);
+  if (m === null) return message;
+  const names = m[1]!.split(', ');
+  const kebab = (s: string) => s.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+  const kept = names.filter((n) => !(/[A-Z]/.test(n) && names.includes(kebab(n))));
+  return `Unknown argument${kept.length === 1 ? '' : 's'}: ${kept.join(', ')}`;
+}
+
 /** A negative number yargs would read as short flags: `-1e-3` (flags 1, e, 3), `-Infinity`. */
 const NEGATIVE_NUMBER = /^-(?:(?:\d+\.?\d*|\.\d+)e[+-]?\d+|Infinity)$/i;
 
@@ -182,7 +195,7 @@ export async function runProgram(
       .fail((message, error, parser) => {
         // A failed check arrives as its message string; a command's own error goes on to the catch below.
         if (error instanceof Error) throw error;
-        process.stderr.write(`${parser.help()}\n\n${message}\n`);
+        process.stderr.write(`${parser.help()}\n\n${withoutCamelTwins(message)}\n`);
         process.exit(1);
       })
       .parseAsync();
