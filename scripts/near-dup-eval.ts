@@ -623,6 +623,10 @@ function tally(
 //     colour, and chromaticity does not move with a brightness change.
 //   - dct-cosine: the cosine distance between the 63 AC coefficients whose signs make the hash: the
 //     magnitudes the hash throws away.
+//   - chroma-hash: the pHash construction (signs of the 8 x 8 lowest DCT coefficients of a 32 x 32
+//     grid against their median) applied to the two colour-difference planes B - Y and R - Y: 128
+//     bits that a brightness change or a crop moves little but that two photos alike only in light
+//     and dark seldom share; Hamming distance. Cheap enough to sit beside the hash in the index.
 //   - aligned: pixels, with the crop undone. Each picture keeps a THUMB_SIDE x THUMB_SIDE grey
 //     thumbnail (576 bytes); a pair's distance is 1 minus the best normalised cross-correlation of one
 //     thumbnail with a window of the other, over the windows a crop of up to 10% a side leaves (each
@@ -634,6 +638,11 @@ function tally(
 // For each distance it fixes the check's threshold at the smallest value that keeps overall recall at
 // RECALL_TARGET (the rule's own recall must already be above it) and counts the false matches left;
 // "recall 0 FP" is the overall recall at the largest threshold that leaves no false match (the margin).
+// Last, the cascade a fast filter would need (the aligned check costs ~1.6 ms a pair, too much for
+// every candidate): chroma-hash within CASCADE_CHROMA bits first, then aligned below its closest
+// false match; what the first stage lets through, per million kept, is the aligned checks a lookup pays.
+
+const CASCADE_CHROMA = [44, 50, 56] as const;
 
 const SECOND_CHECK_DISTANCES = [16, 18, 20, 24] as const;
 const CHROMA_BINS = 6;
@@ -643,6 +652,29 @@ interface SecondFeatures {
   readonly ac: Float64Array;
   /** THUMB_SIDE x THUMB_SIDE grey levels, the whole frame squeezed to a square. */
   readonly thumb: Float32Array;
+  /** The chroma-hash: 64 sign bits of B - Y, then 64 of R - Y, one per byte. */
+  readonly chromaBits: Uint8Array;
+}
+
+/** 64 bits, one per byte: the coefficients of the grid's 8 x 8 lowest DCT frequencies above their median. */
+function signBits(grid: Float64Array): Uint8Array {
+  const block = dct2d(grid, PHASH_GRID, PHASH_BLOCK);
+  const sorted = Float64Array.from(block).sort();
+  const median = (sorted[31]! + sorted[32]!) / 2;
+  return Uint8Array.from(block, (c) => (c > median ? 1 : 0));
+}
+
+async function chromaHash(stored: Buffer): Promise<Uint8Array> {
+  const n = PHASH_GRID;
+  const rgb = await sharp(stored).removeAlpha().resize(n, n, { fit: 'fill' }).raw().toBuffer();
+  const blue = new Float64Array(n * n);
+  const red = new Float64Array(n * n);
+  for (let i = 0; i < n * n; i++) {
+    const y = 0.299 * rgb[3 * i]! + 0.587 * rgb[3 * i + 1]! + 0.114 * rgb[3 * i + 2]!;
+    blue[i] = rgb[3 * i + 2]! - y;
+    red[i] = rgb[3 * i]! - y;
+  }
+  return Uint8Array.from([...signBits(blue), ...signBits(red)]);
 }
 
 const THUMB_SIDE = 24;
@@ -734,7 +766,7 @@ async function secondFeatures(stored: Buffer): Promise<SecondFeatures> {
   const small = await sharp(stored).removeAlpha().resize(THUMB_SIDE, THUMB_SIDE, { fit: 'fill' }).raw().toBuffer();
   const thumb = new Float32Array(THUMB_SIDE * THUMB_SIDE);
   for (let i = 0; i < thumb.length; i++) thumb[i] = 0.299 * small[3 * i]! + 0.587 * small[3 * i + 1]! + 0.114 * small[3 * i + 2]!;
-  return { chroma, ac, thumb };
+  return { chroma, ac, thumb, chromaBits: await chromaHash(stored) };
 }
 
 const SECOND_CHECKS: readonly { name: string; distance: (a: SecondFeatures, b: SecondFeatures) => number }[] = [
@@ -754,6 +786,14 @@ const SECOND_CHECKS: readonly { name: string; distance: (a: SecondFeatures, b: S
       return 1 - s;
     },
   },
+  {
+    name: 'chroma-hash',
+    distance: (a, b) => {
+      let d = 0;
+      for (let i = 0; i < a.chromaBits.length; i++) d += a.chromaBits[i]! ^ b.chromaBits[i]!;
+      return d;
+    },
+  },
   { name: 'aligned', distance: alignedDistance },
 ];
 
@@ -769,6 +809,7 @@ async function measureSecondChecks(
     if (p.transform === 'original') originalOf.set(p.group, i);
   });
   console.log(['dist', 'check', 'rule recall', 'rule FP', 'threshold', 'recall', 'FP left', 'FP@1M left', 'recall 0 FP'].map((h) => h.padStart(12)).join(''));
+  const cascades: string[] = [];
   for (const d of SECOND_CHECK_DISTANCES) {
     let positives = 0;
     const pos = new Map<string, number[]>(SECOND_CHECKS.map((c) => [c.name, []]));
@@ -789,6 +830,23 @@ async function measureSecondChecks(
         negatives++;
         if (rule(a, b) > d) continue;
         for (const c of SECOND_CHECKS) neg.get(c.name)!.push(c.distance(features[a]!, features[b]!));
+      }
+    }
+    {
+      // Before the loop below sorts each check's list: here entry i of every list is the same pair.
+      const chroma = pos.get('chroma-hash')!;
+      const aligned = pos.get('aligned')!;
+      const falseChroma = neg.get('chroma-hash')!;
+      const falseAligned = neg.get('aligned')!;
+      const closest = falseAligned.reduce((m, x) => Math.min(m, x), Infinity);
+      for (const t of CASCADE_CHROMA) {
+        const through = falseChroma.filter((x) => x <= t).length;
+        const kept = chroma.filter((x, i) => x <= t && aligned[i]! < closest).length;
+        cascades.push(
+          `  cascade at ${d}: chroma-hash <= ${t} lets ${pct(chroma.filter((x) => x <= t).length / positives, 2)} of copies and ${through} false ` +
+            `matches through (${((1e6 * through) / negatives).toFixed(1)} aligned checks a lookup per million kept); aligned below ${closest.toFixed(4)}: ` +
+            `recall ${pct(kept / positives, 2)}, no false match`,
+        );
       }
     }
     for (const c of SECOND_CHECKS) {
@@ -813,6 +871,7 @@ async function measureSecondChecks(
       );
     }
   }
+  for (const line of cascades) console.log(line);
 }
 
 // ---------------------------------------------------------------------------------------------
