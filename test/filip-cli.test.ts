@@ -24,8 +24,7 @@ test('command errors are one line with the code, for every command', async () =>
   const cases: [string[], string][] = [
     [['eval', '--checkpoint', path.join(tmp, 'nowhere'), '--shards', tmp], 'FILIP_ERR_CHECKPOINT'],
     [['align', '--checkpoint', path.join(tmp, 'nowhere'), '--image', path.join(tmp, 'a-file'), '--prompt', 'a dog'], 'FILIP_ERR_CHECKPOINT'],
-    // The shards are checked first, before the run folder is claimed (test/trainer.test.ts: -o a file).
-    [['train', '--shards', tmp, '-o', path.join(tmp, 'a-file'), '--steps', '1'], 'FILIP_ERR_NO_INPUT'],
+    [['train', '--shards', tmp, '-o', path.join(tmp, 'a-file'), '--steps', '1'], 'FILIP_ERR_INVALID_OPTION'],
   ];
   for (const [args, code] of cases) {
     const r = spawnSync(process.execPath, [FILIP, ...args], { encoding: 'utf8', cwd: tmp, timeout: 120_000 });

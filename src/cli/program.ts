@@ -134,12 +134,6 @@ export function errorLine(name: string, error: FilipError, argv: readonly string
 }
 
 /**
- * Parses `argv` for the program `name` with its `commands` and runs the chosen one. A usage error
- * prints the help and the message, exit 1; a FilipError from a command prints
- * `name: CODE: message`, exit 2 (an option error names the flag, see flagOf); anything else is
- * thrown on (a bug: its stack is wanted).
- */
-/**
  * "Unknown arguments: foo-bar, fooBar" as "Unknown argument: foo-bar": yargs lists the camel-case key it
  * made from a flag the user typed beside the flag itself.
  */
@@ -173,6 +167,12 @@ export function joinNegativeNumbers(argv: readonly string[]): string[] {
   return out;
 }
 
+/**
+ * Parses `argv` for the program `name` with its `commands` and runs the chosen one. A usage error
+ * prints the help and the message, exit 1; a FilipError from a command prints
+ * `name: CODE: message`, exit 2 (an option error names the flag, see flagOf); anything else is
+ * thrown on (a bug: its stack is wanted).
+ */
 export async function runProgram(
   name: string,
   typed: string[],

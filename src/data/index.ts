@@ -19,6 +19,7 @@ export {
   STREAM_FIELDS,
   STREAM_FIELD_NAMES,
   listShards,
+  shardFolderNames,
   unfinishedRun,
   type ListShardsOptions,
   type ReadCounters,

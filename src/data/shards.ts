@@ -129,21 +129,11 @@ export function unfinishedRun(names: readonly string[]): boolean {
   return names.includes(RUN_FILE) && !names.includes(SUMMARY_FILE);
 }
 
-export interface ListShardsOptions {
-  /** Read a filip-data output whose run has not finished (no `_summary.json`). @default false */
-  readonly partial?: boolean;
-  /** The caller has a --partial-input flag, so the error may suggest it. @default false */
-  readonly partialFlag?: boolean;
-}
-
 /**
- * Lists the shards of a folder in name order. A filip-data output folder whose run has not finished
- * is FILIP_ERR_INPUT_UNFINISHED unless `partial`; folders other tools wrote are read as they are. With a sizes.json, exactly the .parquet and .tar files it
- * names (its counts are checked against each file when the file is opened); without one, every
- * NNNNN.parquet and NNNNN.tar file, counted from the file (a Parquet footer, the tar's headers). Shards
- * with no rows are listed too (the planner skips them).
+ * The folder's file names, after checking that it is a folder (FILIP_ERR_NO_INPUT) and, unless
+ * `partial`, that it is not an unfinished filip-data run (FILIP_ERR_INPUT_UNFINISHED).
  */
-export async function listShards(dir: string, options: ListShardsOptions = {}): Promise<ShardInfo[]> {
+export async function shardFolderNames(dir: string, options: ListShardsOptions = {}): Promise<string[]> {
   const stat = await fs.stat(dir).catch(() => undefined);
   if (!stat?.isDirectory()) throw new FilipError('FILIP_ERR_NO_INPUT', 'no such folder of training shards', { file: dir });
   const names = await fs.readdir(dir);
@@ -155,6 +145,25 @@ export async function listShards(dir: string, options: ListShardsOptions = {}): 
       { file: dir },
     );
   }
+  return names;
+}
+
+export interface ListShardsOptions {
+  /** Read a filip-data output whose run has not finished (no `_summary.json`). @default false */
+  readonly partial?: boolean;
+  /** The caller has a --partial-input flag, so the error may suggest it. @default false */
+  readonly partialFlag?: boolean;
+}
+
+/**
+ * Lists the shards of a folder in name order. A filip-data output folder whose run has not finished
+ * is FILIP_ERR_INPUT_UNFINISHED unless `partial`; folders other tools wrote are read as they are.
+ * With a sizes.json, exactly the .parquet and .tar files it names (its counts are checked against each
+ * file when the file is opened); without one, every NNNNN.parquet and NNNNN.tar file, counted from the
+ * file (a Parquet footer, the tar's headers). Shards with no rows are listed too (the planner skips them).
+ */
+export async function listShards(dir: string, options: ListShardsOptions = {}): Promise<ShardInfo[]> {
+  const names = await shardFolderNames(dir, options);
   let shards: ShardInfo[];
   if (names.includes(SIZES_FILE)) {
     shards = await readSizes(dir, new Set(names));

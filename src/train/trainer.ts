@@ -10,7 +10,7 @@ import * as tf from '@tensorflow/tfjs-core';
 
 import { FilipError } from '../core/errors.js';
 import { autoAugment } from '../augment/autoaugment.js';
-import { listShards, openShardStream, unfinishedRun, type StreamPosition } from '../data/index.js';
+import { openShardStream, shardFolderNames, unfinishedRun, type StreamPosition } from '../data/index.js';
 import { selectBackend, type BackendSelection } from './backend.js';
 import { loadCheckpoint, readCheckpointConfig, saveCheckpoint, type Checkpoint, type NamedArray } from './checkpoint.js';
 import { resolveTrainOptions, resumeTrainOptions, type TrainInput, type TrainOptions } from './config.js';
@@ -137,14 +137,9 @@ export class Trainer {
     }
     // Before anything is written: a shards folder whose filip-data run has not finished is refused here
     // (FILIP_ERR_INPUT_UNFINISHED), not after a tokenizer was learned from part of it.
-    const listed = await listShards(options.shards, { partial: options.partialInput, partialFlag: true });
+    const unfinished = unfinishedRun(await shardFolderNames(options.shards, { partial: options.partialInput, partialFlag: true }));
     if (!checkpoint) await claimRunFolder(options.out, options.overwrite);
     await mkdir(options.out, { recursive: true });
-
-    if (options.partialInput && unfinishedRun(await readdir(options.shards))) {
-      const rows = listed.reduce((a, s) => a + s.rows, 0);
-      write(`warning: the run writing ${options.shards} has not finished: training on the ${rows} pairs of the ${listed.length} shards it has committed (--partial-input)`);
-    }
 
     // ---- backend ----
     const backend = await selectBackend(options.backend);
@@ -208,6 +203,9 @@ export class Trainer {
       ...(checkpoint?.dataPosition ? { position: checkpoint.dataPosition as StreamPosition } : {}),
     });
     const pairs = stream.shards.reduce((a, sh) => a + sh.rows, 0);
+    if (unfinished) {
+      write(`warning: the run writing ${options.shards} has not finished: training on the ${pairs} pairs of the ${stream.shards.length} shards it has committed (--partial-input)`);
+    }
     if (pairs < options.batch) {
       // The stream loops, so a batch holds the same pairs more than once: each copy is a negative of
       // its twin, and the contrastive loss pushes apart what is the same.
