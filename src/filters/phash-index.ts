@@ -56,7 +56,7 @@ import { PHASH_SCAN_WASM_BASE64 } from './phash-scan-wasm.js';
  * enough to afford it. A second check on the candidates (colour histogram, or the cosine of the DCT
  * coefficients) held to recall 0.95 removes only three quarters of the false matches at 16 (the
  * eval's measureSecondChecks). Thumbnails compared with the crop undone remove all of them at 18-20,
- * but cost ~1.6 ms a pair with 190-450 false candidates a lookup against a million kept images
+ * but cost ~270 us a pair with 190-450 false candidates a lookup against a million kept images
  * (ARCHITECTURE.md, near_duplicate). The index costs the same at every distance (see the header).
  */
 export const DEFAULT_NEAR_DUP_DISTANCE = 10;
