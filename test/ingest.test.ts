@@ -6,6 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import sharp from 'sharp';
+import { alignedDistance, checkFromPixels, chromaDistance, NEAR_DUP_CHECK_BYTES } from '../src/image/near-dup-check.js';
 import { FilipError } from '../src/core/errors.js';
 import { formatSummary, runIngest, type IngestInput } from '../src/pipeline/ingest.js';
 import { noiseJpeg } from './helpers/images.js';
@@ -113,6 +114,13 @@ test('every row is in a shard or in the reject log with the right reason', async
     // The weak-bit mask: 5 of the 16 bits of every chunk.
     assert.match(String(r.phash_weak), /^[0-9a-f]{16}$/);
     for (let c = 0; c < 4; c++) assert.equal([...parseInt(String(r.phash_weak).slice(4 * c, 4 * c + 4), 16).toString(2)].filter((b) => b === '1').length, 5);
+    // The near-duplicate check data describes the stored picture: recomputed from its bytes, it differs
+    // only by the JPEG encode (ingest computes it from the pixels before encoding).
+    assert.ok(r.near_dup_check instanceof Uint8Array && r.near_dup_check.length === NEAR_DUP_CHECK_BYTES);
+    const decoded = await sharp(r.image as Uint8Array).raw().toBuffer({ resolveWithObject: true });
+    const again = checkFromPixels(decoded.data, decoded.info.width, decoded.info.height, decoded.info.channels);
+    assert.ok(chromaDistance(r.near_dup_check, again) <= 12, `chroma ${chromaDistance(r.near_dup_check, again)}`);
+    assert.ok(alignedDistance(r.near_dup_check, again) < 0.02, `aligned ${alignedDistance(r.near_dup_check, again)}`);
     assert.match(String(r.source), /manifest\.tsv:\d+$/);
     assert.match(String(r.extra_tag), /^tag\d+$/);
   }

@@ -39,6 +39,8 @@ const BAD: readonly Bad[] = [
   { name: 'a short phash', field: 'phash', patch: { phash: '0123', phash_weak: '001f001f001f001f' } },
   { name: 'a phash_weak that is not hex', field: 'phash_weak', patch: { phash_weak: 'zz1f001f001f001f' } },
   { name: 'a phash_weak of 17 digits', field: 'phash_weak', patch: { phash_weak: '001f001f001f001f0' } },
+  { name: 'a near_dup_check of 591 bytes', field: 'near_dup_check', patch: { near_dup_check: Buffer.alloc(591) } },
+  { name: 'a near_dup_check stored as text', field: 'near_dup_check', patch: { near_dup_check: 'abc' }, types: { near_dup_check: 'utf8' } },
   { name: 'a null original_width', field: 'original_width', patch: { original_width: null } },
   { name: 'a negative original_width', field: 'original_width', patch: { original_width: -5 } },
   { name: 'an original_width stored as text', field: 'original_width', patch: { original_width: '400px' }, types: { original_width: 'utf8' }, row: 0 },

@@ -35,6 +35,12 @@ export interface SampleImage {
    * chunk matches only.
    */
   readonly phashWeak?: string;
+  /**
+   * What the near-duplicate rule confirms a pHash match with (src/image/near-dup-check.ts:
+   * NEAR_DUP_CHECK_BYTES bytes, a chroma hash and a grey thumbnail). Absent in shards written before
+   * the column existed; such rows match on the pHash alone, within PHASH_ONLY_DISTANCE.
+   */
+  readonly nearDupCheck?: Uint8Array;
 }
 
 /** One back-translated caption: caption -> pivot language -> English (shard stage). */

@@ -9,6 +9,7 @@ import { choiceOption, boolOption, intOption, invalid, rejectUnknownKeys } from 
 import type { ReasonCode } from '../core/reasons.js';
 import type { ImageFormat, SampleImage } from '../core/sample.js';
 import { readJpegHeader } from './jpeg-header.js';
+import { checkFromPixels } from './near-dup-check.js';
 import { PHASH_GRID, lumaGrid, phashWithWeakBits } from './phash.js';
 import { describeNonImage, sniffImageFormat, type SniffedFormat } from './sniff.js';
 
@@ -320,6 +321,7 @@ export async function processImage(bytes: Buffer, options: ImageOptions): Promis
       originalHeight,
       sha256,
       ...phashOfPixels(data, info),
+      nearDupCheck: checkFromPixels(data, info.width, info.height, info.channels),
     };
     return { ok: true, image };
   }
@@ -330,6 +332,7 @@ export async function processImage(bytes: Buffer, options: ImageOptions): Promis
   else encoder.png();
   const encoding = encoder.toBuffer();
   const { phash, phashWeak } = phashOfPixels(data, info);
+  const nearDupCheck = checkFromPixels(data, info.width, info.height, info.channels);
   let encoded: Buffer;
   try {
     encoded = await encoding;
@@ -348,6 +351,7 @@ export async function processImage(bytes: Buffer, options: ImageOptions): Promis
     sha256,
     phash,
     phashWeak,
+    nearDupCheck,
   };
   return { ok: true, image };
 }

@@ -5,6 +5,7 @@ import { promises as fs } from 'node:fs';
 import path from 'node:path';
 import { FilipError } from '../core/errors.js';
 import { IMAGE_FORMATS, type ImageFormat, type Sample } from '../core/sample.js';
+import { NEAR_DUP_CHECK_BYTES } from '../image/near-dup-check.js';
 import { EXTRA_PREFIX } from '../shard/schema.js';
 import { iterateShard, shardRowCount } from '../shard/reader.js';
 import { DEFAULT_QUEUE_NAME } from '../scale/plan.js';
@@ -110,6 +111,10 @@ function checkRow(file: string, row: number, r: Record<string, unknown>): void {
   if (r.phash_weak !== null && r.phash_weak !== undefined && (typeof r.phash_weak !== 'string' || !HEX16.test(r.phash_weak))) {
     bad(file, row, 'phash_weak', '16 lower-case hex digits', r.phash_weak);
   }
+  const check = r.near_dup_check;
+  if (check !== null && check !== undefined && (!(check instanceof Uint8Array) || check.length !== NEAR_DUP_CHECK_BYTES)) {
+    bad(file, row, 'near_dup_check', `${NEAR_DUP_CHECK_BYTES} bytes`, check);
+  }
 }
 
 function parseSource(text: string): { file: string; row: number } {
@@ -159,6 +164,7 @@ export async function* readShardSamples(files: readonly string[], startIndex = 0
           sha256: String(r.sha256),
           phash: String(r.phash),
           ...(typeof r.phash_weak === 'string' ? { phashWeak: r.phash_weak } : {}),
+          ...(r.near_dup_check instanceof Uint8Array ? { nearDupCheck: Buffer.from(r.near_dup_check) } : {}),
         },
       };
     }

@@ -64,7 +64,7 @@ interface RecordHeader {
   caption: string;
   source: SampleSource;
   extra: ExtraColumns;
-  image: { format: ImageFormat; width: number; height: number; originalWidth: number; originalHeight: number; sha256: string; phash: string; phashWeak?: string };
+  image: { format: ImageFormat; width: number; height: number; originalWidth: number; originalHeight: number; sha256: string; phash: string; phashWeak?: string; nearDupCheck?: string };
   backTranslations?: CaptionTranslation[];
   translationFailures?: TranslationFailure[];
 }
@@ -95,6 +95,7 @@ export function encodeSample(sample: Sample): Buffer[] {
       sha256: img.sha256,
       phash: img.phash,
       ...(img.phashWeak !== undefined ? { phashWeak: img.phashWeak } : {}),
+      ...(img.nearDupCheck !== undefined ? { nearDupCheck: Buffer.from(img.nearDupCheck.buffer, img.nearDupCheck.byteOffset, img.nearDupCheck.byteLength).toString('base64') } : {}),
     },
     ...(sample.backTranslations ? { backTranslations: sample.backTranslations } : {}),
     ...(sample.translationFailures ? { translationFailures: sample.translationFailures } : {}),
@@ -144,7 +145,7 @@ export function decodeSamples(buf: Buffer, file = '(bucket)'): Sample[] {
       source: h.source,
       extra: h.extra,
       status: 'ok',
-      image: { ...h.image, bytes },
+      image: (({ nearDupCheck, ...rest }) => ({ ...rest, bytes, ...(nearDupCheck !== undefined ? { nearDupCheck: Buffer.from(nearDupCheck, 'base64') } : {}) }))(h.image),
       ...(h.backTranslations ? { backTranslations: h.backTranslations } : {}),
       ...(h.translationFailures ? { translationFailures: h.translationFailures } : {}),
       ...(views.length > 0 ? { views } : {}),

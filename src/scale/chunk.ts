@@ -49,6 +49,8 @@ export interface StagedRow {
   readonly phash?: string;
   /** The phash's weak-bit mask (see Sample), when the image has one. */
   readonly phashWeak?: string;
+  /** The image's near-duplicate check data (see Sample), base64, when it has one. */
+  readonly nearDupCheck?: string;
   /** Filter rules (not corpus-wide ones) this candidate fails, in rule order, and the first one's message. */
   readonly localFailed?: ReasonCode[];
   readonly localMessage?: string;
@@ -196,7 +198,14 @@ export async function stageChunk(ctx: StageContext, range: ChunkRange): Promise<
         ...(s.reason ? { reason: s.reason } : {}),
         ...(s.errorMessage !== undefined ? { errorMessage: s.errorMessage } : {}),
         ...(s.httpStatus !== undefined ? { httpStatus: s.httpStatus } : {}),
-        ...(s.image ? { sha256: s.image.sha256, phash: s.image.phash, ...(s.image.phashWeak !== undefined ? { phashWeak: s.image.phashWeak } : {}) } : {}),
+        ...(s.image
+          ? {
+              sha256: s.image.sha256,
+              phash: s.image.phash,
+              ...(s.image.phashWeak !== undefined ? { phashWeak: s.image.phashWeak } : {}),
+              ...(s.image.nearDupCheck !== undefined ? { nearDupCheck: Buffer.from(s.image.nearDupCheck).toString('base64') } : {}),
+            }
+          : {}),
         ...(local && local.failed.length > 0 ? { localFailed: local.failed, localMessage: local.message } : {}),
       });
     }

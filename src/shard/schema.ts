@@ -31,6 +31,12 @@ export const BASE_COLUMNS: readonly ColumnSpec[] = [
     nullable: true,
     doc: "the phash's weak-bit mask, 16 hex digits: per 16-bit chunk, the 5 bits closest to flipping, which near-duplicate lookups probe",
   },
+  {
+    name: 'near_dup_check',
+    type: 'binary',
+    nullable: true,
+    doc: 'what the near-duplicate rules confirm a pHash match with: 592 bytes, a 128-bit chroma hash and a 24 x 24 grey thumbnail (src/image/near-dup-check.ts)',
+  },
   { name: 'source', type: 'utf8', nullable: false, doc: 'manifest file and data row, as "FILE:ROW" (row 0-based)' },
 ];
 
@@ -70,6 +76,7 @@ export function sampleToRow(sample: Sample, keepCols: readonly string[]): ShardR
     sha256: img.sha256,
     phash: img.phash,
     phash_weak: img.phashWeak ?? null,
+    near_dup_check: img.nearDupCheck === undefined ? null : Buffer.from(img.nearDupCheck.buffer, img.nearDupCheck.byteOffset, img.nearDupCheck.byteLength),
     source: `${sample.source.file}:${sample.source.row}`,
   };
   for (const c of keepCols) row[EXTRA_PREFIX + c] = sample.extra[c] ?? null;
