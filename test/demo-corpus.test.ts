@@ -26,8 +26,9 @@ import {
   type DemoCorpus,
   type DemoFilterReason,
 } from '../src/demo/corpus.js';
-import { hammingDistance, imageHashes, matchUnderRule } from '../src/demo/phash.js';
+import { hammingDistance, imageHashes, matchUnderRule, type RuleHashes } from '../src/demo/phash.js';
 import { DEFAULT_NEAR_DUP_DISTANCE, PhashIndex } from '../src/filters/phash-index.js';
+import { DEFAULT_NEAR_DUP_CHECK } from '../src/image/near-dup-check.js';
 import { startDemoServer, startStaticServer } from '../src/demo/server.js';
 
 /** The ingest outcomes the corpus promises to plant (the brief's list). */
@@ -182,7 +183,7 @@ describe('generateDemoCorpus', () => {
 
   test('near duplicates are close to an earlier original; distinct scenes are far apart', async () => {
     const hashes = new Map<string, bigint>();
-    const withWeak = new Map<string, { hash: bigint; weak: bigint }>();
+    const withWeak = new Map<string, RuleHashes>();
     for (const s of corpus.scenes) {
       const both = await imageHashes(await readFile(join(corpus.dir, s.file)));
       hashes.set(s.id, both.hash);
@@ -196,6 +197,8 @@ describe('generateDemoCorpus', () => {
       assert.ok(copy.copyOf !== undefined);
       assert.ok(rowOfScene.get(copy.copyOf)! < r.row, 'original comes first');
       assert.ok(hammingDistance(hashes.get(copy.id)!, hashes.get(copy.copyOf)!) <= DEMO_MAX_COPY_DISTANCE);
+      assert.ok(withWeak.get(copy.id)!.check !== undefined);
+      assert.ok(matchUnderRule(withWeak.get(copy.copyOf)!, withWeak.get(copy.id)!, DEFAULT_NEAR_DUP_DISTANCE), `${copy.id} passes the rule's check against ${copy.copyOf}`);
       assert.ok(Math.min(copy.width, copy.height) >= 200);
     }
     const distinct = corpus.scenes.filter((s) => s.copyOf === undefined);
@@ -393,7 +396,7 @@ describe('makePhotoCorpus', () => {
   });
 });
 
-test('matchUnderRule says what PhashIndex says, with either picture kept', () => {
+test('matchUnderRule says what PhashIndex (with the default check) says, with either picture kept', () => {
   const rand = mulberry32(17);
   const word = (): bigint => (BigInt(Math.floor(rand() * 2 ** 32)) << 32n) | BigInt(Math.floor(rand() * 2 ** 32));
   const hex = (x: bigint): string => x.toString(16).padStart(16, '0');
@@ -402,10 +405,11 @@ test('matchUnderRule says what PhashIndex says, with either picture kept', () =>
     const a = { hash: word(), weak: word() & word() & word() & 0x7777777777777777n };
     // b: a with a few bits flipped in some chunks, or unrelated.
     let flips = 0n;
-    for (let i = 0; i < Math.floor(rand() * 20); i++) flips |= 1n << BigInt(Math.floor(rand() * 64));
+    for (let i = 0; i < Math.floor(rand() * 14); i++) flips |= 1n << BigInt(Math.floor(rand() * 64));
     const b = { hash: rand() < 0.9 ? a.hash ^ flips : word(), weak: word() & word() & word() & 0x7777777777777777n };
+    // No check data: the pHash decides, within PHASH_ONLY_DISTANCE (the pictures' checks are compared above).
     const index = (kept: typeof a, query: typeof a): boolean => {
-      const i = new PhashIndex(DEFAULT_NEAR_DUP_DISTANCE);
+      const i = new PhashIndex(DEFAULT_NEAR_DUP_DISTANCE, DEFAULT_NEAR_DUP_CHECK);
       i.add(hex(kept.hash));
       return i.has(hex(query.hash), hex(query.weak));
     };

@@ -62,8 +62,12 @@ describe('near_duplicate and the weak-bit mask', () => {
   }
 
   test('a copy 16 bits away with no chunk intact is caught only through its weak bits', async () => {
-    assert.equal(resolveFilterOptions().nearDupDistance, 10);
-    const options = resolveFilterOptions({ disable: ['image_too_small', 'aspect_ratio', 'meaningless_text', 'not_english', 'repeated_text'], nearDupDistance: 16 });
+    // The pHash rule alone (the check has a test file of its own: near-dup-check.test.ts).
+    const options = resolveFilterOptions({
+      disable: ['image_too_small', 'aspect_ratio', 'meaningless_text', 'not_english', 'repeated_text'],
+      nearDupCheck: 'none',
+      nearDupDistance: 16,
+    });
     assert.deepEqual(options.rules, ['near_duplicate']);
     const work = await fs.mkdtemp(path.join(os.tmpdir(), 'filip-weak-'));
     const ctx = await prepareFilter(options, async function* () {}, work);
@@ -98,6 +102,14 @@ describe('options', () => {
     assert.ok(resolveFilterOptions({ decontaminate: ['evalset/'] }).rules.includes('contaminated'));
     assert.ok(resolveFilterOptions({ preset: 'datacomp-basic', enable: ['near_duplicate'] }).rules.includes('near_duplicate'));
   });
+  test('near-duplicate defaults: the check at 20 bits; without it, 10; contamination follows', () => {
+    const d = resolveFilterOptions();
+    assert.deepEqual([d.nearDupCheck, d.nearDupDistance, d.contaminationDistance], ['aligned', 20, 20]);
+    const none = resolveFilterOptions({ nearDupCheck: 'none' });
+    assert.deepEqual([none.nearDupCheck, none.nearDupDistance, none.contaminationDistance], ['none', 10, 10]);
+    const given = resolveFilterOptions({ nearDupCheck: 'none', nearDupDistance: 16 });
+    assert.deepEqual([given.nearDupDistance, given.contaminationDistance], [16, 16]);
+  });
   test('bad values are FILIP_ERR_INVALID_OPTION naming the option', () => {
     const bad: [FilterInput, string][] = [
       [{ preset: 'laion' as never }, 'preset'],
@@ -108,6 +120,9 @@ describe('options', () => {
       [{ disable: ['nope' as never] }, 'disable'],
       [{ enable: ['contaminated'] }, 'decontaminate'],
       [{ nearDupDistance: -1 }, 'nearDupDistance'],
+      [{ nearDupDistance: 25 }, 'nearDupDistance'],
+      [{ nearDupCheck: 'fast' as never }, 'nearDupCheck'],
+      [{ contaminationDistance: 1.5 }, 'contaminationDistance'],
       [{ colour: 1 } as never, 'colour'],
     ];
     for (const [input, field] of bad) {

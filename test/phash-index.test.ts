@@ -300,7 +300,7 @@ describe('loadDecontaminationIndex', () => {
     await writeFile(join(folder, 'README.txt'), 'labels and notes\n');
     await writeFile(join(folder, '.hidden.jpg'), Buffer.from('not even read'));
     let stats;
-    const index = await loadDecontaminationIndex(folder, DEFAULT_NEAR_DUP_DISTANCE, (s) => (stats = s));
+    const index = await loadDecontaminationIndex(folder, DEFAULT_NEAR_DUP_DISTANCE, undefined, (s) => (stats = s));
     assert.deepEqual(stats, { images: 3, shards: 0, shardRows: 0, skipped: 1 });
     assert.equal(index.size, 3);
     assert.deepEqual([...index.hashes()].sort(), evalHashes.slice(0, 3).sort());
@@ -335,7 +335,7 @@ describe('loadDecontaminationIndex', () => {
     await writeShard(join(mixed, '00000.parquet'), shardHashes.slice(0, 2));
     await writeFile(join(mixed, 'x.jpg'), evalImages[1]!);
     let stats;
-    const index = await loadDecontaminationIndex(mixed, 3, (s) => (stats = s));
+    const index = await loadDecontaminationIndex(mixed, 3, undefined, (s) => (stats = s));
     assert.deepEqual(stats, { images: 1, shards: 1, shardRows: 2, skipped: 0 });
     assert.deepEqual([...index.hashes()], [...shardHashes.slice(0, 2), evalHashes[1]]);
   });

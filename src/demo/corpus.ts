@@ -13,7 +13,7 @@ import { FilipError } from '../core/errors.js';
 import { intOption, rejectUnknownKeys } from '../core/options.js';
 import type { ReasonCode } from '../core/reasons.js';
 import { DEFAULT_NEAR_DUP_DISTANCE } from '../filters/phash-index.js';
-import { hammingDistance, imageHash, imageHashes, matchUnderRule } from './phash.js';
+import { hammingDistance, imageHash, imageHashes, matchUnderRule, type RuleHashes } from './phash.js';
 import { deriveSeed, Rng } from './random.js';
 import { planScene, renderScene, scaleObjects, type DemoBackground, type DemoObject, type SceneSpec } from './scene.js';
 import { mapLimit } from '../pipeline/pool.js';
@@ -270,6 +270,8 @@ interface Candidate {
   readonly hash: bigint;
   /** The hash's weak-bit mask, as ingest computes it. */
   readonly weak: bigint;
+  /** The near-duplicate check data ingest stores (absent for caption-only jobs). */
+  readonly check?: Uint8Array;
 }
 
 async function makeCandidate(job: SceneJob, attempt: number): Promise<Candidate> {
@@ -286,7 +288,7 @@ class SceneMaker {
   /** Normalised captions in use: a good row's caption must not repeat. */
   private readonly captions = new Set<string>();
   /** Hashes (and weak-bit masks) of the scenes that must stay apart from one another. */
-  private readonly hashes: { hash: bigint; weak: bigint }[] = [];
+  private readonly hashes: RuleHashes[] = [];
   private readonly jobs: SceneJob[] = [];
   private first: Candidate[] = [];
   private next = 0;
@@ -321,7 +323,7 @@ class SceneMaker {
       if (this.captions.has(normaliseCaption(c.image.spec.caption))) continue;
       if (job.distinct && this.hashes.some((h) => hammingDistance(h.hash, c.hash) < DEMO_MIN_HASH_DISTANCE || matchUnderRule(h, c, DEFAULT_NEAR_DUP_DISTANCE))) continue;
       this.claim(c.image.spec.caption);
-      if (job.distinct) this.hashes.push({ hash: c.hash, weak: c.weak });
+      if (job.distinct) this.hashes.push({ hash: c.hash, weak: c.weak, ...(c.check ? { check: c.check } : {}) });
       return c;
     }
     throw new Error(`cannot plan a distinct ${job.size.width}x${job.size.height} scene`);
@@ -389,11 +391,13 @@ async function planCorpus(rng: Rng, sceneCount: number): Promise<Layout> {
   const plans: Plan[] = [];
   const dependents: { plan: Plan; after: Plan }[] = [];
   const hashOf = new Map<Plan, bigint>();
+  const ruleOf = new Map<Plan, RuleHashes>();
   const good: Plan[] = [];
   for (const r of requests) {
-    const { image, hash } = await maker.take(r.ticket);
+    const { image, hash, weak, check } = await maker.take(r.ticket);
     const plan: Plan = { caption: r.caption ?? image.spec.caption, expected: r.expected, note: r.note, source: { kind: 'scene', image } };
     hashOf.set(plan, hash);
+    ruleOf.set(plan, { hash, weak, ...(check ? { check } : {}) });
     plans.push(plan);
     if (r.note === 'good scene') good.push(plan);
   }
@@ -438,7 +442,8 @@ async function planCorpus(rng: Rng, sceneCount: number): Promise<Layout> {
       let img = sharp(original.bytes);
       if (op === 'resize') img = img.resize(size.width, size.height);
       const bytes = await encode(img, 'jpeg', quality);
-      if (hammingDistance(await imageHash(bytes), hashOf.get(from)!) > DEMO_MAX_COPY_DISTANCE) continue;
+      const copy = await imageHashes(bytes);
+      if (hammingDistance(copy.hash, hashOf.get(from)!) > DEMO_MAX_COPY_DISTANCE || !matchUnderRule(ruleOf.get(from)!, copy, DEFAULT_NEAR_DUP_DISTANCE)) continue;
       const objects = scaleObjects(original.spec.objects, size.width / width, size.height / height);
       const image: SceneImage = { ...body(bytes, 'jpeg'), format: 'jpeg', spec: { ...original.spec, ...size, objects } };
       const plan: Plan = {

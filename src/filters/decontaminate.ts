@@ -11,6 +11,10 @@
 // decontamination would defeat its purpose); FILIP_ERR_MISSING_COLUMN for a shard without `phash`;
 // FILIP_ERR_SHARD for a shard that cannot be read or holds a malformed hash. Files that are not
 // images by their first bytes (a README, labels.txt, an SVG, a shard's stats file) are skipped.
+//
+// With a check (the filter's default), each image's check data comes with its hash, from
+// processImage or the shard's `near_dup_check` column; rows of shards without that column match on
+// the pHash alone, within PHASH_ONLY_DISTANCE (phash-index.ts).
 
 import { availableParallelism } from 'node:os';
 import { open, readdir, readFile, stat } from 'node:fs/promises';
@@ -20,6 +24,7 @@ import { DEFAULT_IMAGE_OPTIONS, processImage } from '../image/process.js';
 import { sniffImageFormat } from '../image/sniff.js';
 import { orderedMap } from '../pipeline/pool.js';
 import { iterateShard } from '../shard/reader.js';
+import { NEAR_DUP_CHECK_BYTES, type NearDupCheckThresholds } from '../image/near-dup-check.js';
 import { PhashIndex } from './phash-index.js';
 
 const SHARD_EXT = '.parquet';
@@ -45,9 +50,10 @@ export interface DecontaminationStats {
 export async function loadDecontaminationIndex(
   path: string,
   maxDistance: number,
+  check?: NearDupCheckThresholds,
   onStats?: (stats: DecontaminationStats) => void,
 ): Promise<PhashIndex> {
-  const index = new PhashIndex(maxDistance);
+  const index = new PhashIndex(maxDistance, check);
   let info;
   try {
     info = await stat(path);
@@ -70,12 +76,12 @@ export async function loadDecontaminationIndex(
     (file) => hashImage(file),
     { concurrency: Math.max(1, Math.min(8, availableParallelism())), window: 64 },
   );
-  for await (const hash of hashes) {
-    if (hash === undefined) {
+  for await (const hashed of hashes) {
+    if (hashed === undefined) {
       skipped++;
       continue;
     }
-    index.add(hash);
+    index.add(hashed.phash, hashed.check);
     hashedImages++;
   }
 
@@ -101,8 +107,8 @@ async function listFiles(dir: string): Promise<string[]> {
   return out;
 }
 
-/** The phash ingest would store for this file; undefined when the file is not an image at all. */
-async function hashImage(file: string): Promise<string | undefined> {
+/** The phash and check data ingest would store for this file; undefined when the file is not an image at all. */
+async function hashImage(file: string): Promise<{ phash: string; check: Uint8Array | undefined } | undefined> {
   // Look at the magic bytes before reading a whole file: an output folder also holds logs and stats.
   const head = Buffer.alloc(64);
   const handle = await open(file, 'r');
@@ -115,7 +121,7 @@ async function hashImage(file: string): Promise<string | undefined> {
   if (sniffImageFormat(head.subarray(0, got)) === undefined) return undefined;
   const bytes = await readFile(file);
   const result = await processImage(bytes, DEFAULT_IMAGE_OPTIONS);
-  if (result.ok) return result.image.phash;
+  if (result.ok) return { phash: result.image.phash, check: result.image.nearDupCheck };
   if (result.reason === 'not_an_image') return undefined;
   throw new FilipError('FILIP_ERR_INVALID_OPTION', `an evaluation image cannot be hashed (${result.reason}): ${result.message}`, {
     file,
@@ -125,7 +131,7 @@ async function hashImage(file: string): Promise<string | undefined> {
 
 async function addShard(index: PhashIndex, file: string): Promise<number> {
   let row = 0;
-  for await (const record of iterateShard(file, { columns: ['phash'] })) {
+  for await (const record of iterateShard(file, { columns: ['phash', 'near_dup_check'] })) {
     if (!Object.hasOwn(record, 'phash')) {
       throw new FilipError('FILIP_ERR_MISSING_COLUMN', 'the shard has no phash column', { file, field: 'phash' });
     }
@@ -133,7 +139,11 @@ async function addShard(index: PhashIndex, file: string): Promise<number> {
     if (typeof hash !== 'string' || !PHASH.test(hash)) {
       throw new FilipError('FILIP_ERR_SHARD', `expected 16 lower-case hex digits, got ${JSON.stringify(hash)}`, { file, row, field: 'phash' });
     }
-    index.add(hash);
+    const check = record.near_dup_check;
+    if (check !== null && check !== undefined && (!(check instanceof Uint8Array) || check.length !== NEAR_DUP_CHECK_BYTES)) {
+      throw new FilipError('FILIP_ERR_SHARD', `expected ${NEAR_DUP_CHECK_BYTES} bytes`, { file, row, field: 'near_dup_check' });
+    }
+    index.add(hash, check ?? undefined);
     row++;
   }
   return row;

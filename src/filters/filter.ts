@@ -10,7 +10,8 @@ import { CaptionCounter, type CaptionCounts } from './caption-counts.js';
 import { loadDecontaminationIndex } from './decontaminate.js';
 import { createEnglishDetector, LANGUAGE_ENGINES, type LanguageEngine } from './language.js';
 import { isMeaningless } from './meaningless.js';
-import { DEFAULT_NEAR_DUP_DISTANCE, MAX_NEAR_DUP_DISTANCE, PhashIndex } from './phash-index.js';
+import { DEFAULT_NEAR_DUP_CHECK, type NearDupCheckThresholds } from '../image/near-dup-check.js';
+import { DEFAULT_NEAR_DUP_DISTANCE, MAX_NEAR_DUP_DISTANCE, PHASH_ONLY_DISTANCE, PhashIndex } from './phash-index.js';
 import { Funnel } from './funnel.js';
 import { hasTooFewWords, isTooElongated, isTooSmall } from './rules.js';
 
@@ -52,9 +53,15 @@ export interface FilterOptions {
   readonly maxRepeats: number;
   /** not_english: the identifier. @default 'filip' */
   readonly language: LanguageEngine;
-  /** near_duplicate: maximum Hamming distance between perceptual hashes. */
+  /**
+   * near_duplicate and contaminated: how a pHash candidate is confirmed. `aligned`: by the check data
+   * ingest stores (src/image/near-dup-check.ts: chroma hash, then thumbnails with the crop undone);
+   * `none`: the pHash distance alone decides. @default 'aligned'
+   */
+  readonly nearDupCheck: NearDupCheckKind;
+  /** near_duplicate: maximum Hamming distance between perceptual hashes. @default DEFAULT_NEAR_DUP_DISTANCE (20) with the check, PHASH_ONLY_DISTANCE (10) without */
   readonly nearDupDistance: number;
-  /** contaminated: maximum Hamming distance to an evaluation image. */
+  /** contaminated: maximum Hamming distance to an evaluation image. @default as nearDupDistance */
   readonly contaminationDistance: number;
   /** Folders or files of evaluation images or shards; their near duplicates are dropped. @default [] */
   readonly decontaminate: readonly string[];
@@ -62,6 +69,18 @@ export interface FilterOptions {
   readonly minWords: number;
   /** too_few_words: the caption needs MORE than this many characters. @default 5 */
   readonly minChars: number;
+}
+
+/** How near_duplicate and contaminated confirm a pHash candidate (FilterOptions.nearDupCheck). */
+export const NEAR_DUP_CHECKS = {
+  aligned: 'confirm on the stored check data: chroma hash, then grey thumbnails compared with the crop undone',
+  none: 'the pHash distance alone',
+} as const;
+export type NearDupCheckKind = keyof typeof NEAR_DUP_CHECKS;
+
+/** The thresholds a PhashIndex gets for the filter's check setting. */
+export function nearDupCheckThresholds(kind: NearDupCheckKind): NearDupCheckThresholds | undefined {
+  return kind === 'aligned' ? DEFAULT_NEAR_DUP_CHECK : undefined;
 }
 
 export type FilterInput = Partial<Omit<FilterOptions, 'rules'>> & {
@@ -77,8 +96,9 @@ const DEFAULTS = {
   maxAspect: 3,
   maxRepeats: 10,
   language: 'filip' as LanguageEngine,
-  nearDupDistance: DEFAULT_NEAR_DUP_DISTANCE,
-  contaminationDistance: DEFAULT_NEAR_DUP_DISTANCE,
+  nearDupCheck: 'aligned' as NearDupCheckKind,
+  nearDupDistance: undefined as number | undefined,
+  contaminationDistance: undefined as number | undefined,
   decontaminate: [] as readonly string[],
   minWords: 2,
   minChars: 5,
@@ -99,6 +119,9 @@ export function resolveFilterOptions(input: FilterInput = {}): FilterOptions {
   if (on.has('contaminated') && o.decontaminate.length === 0) {
     throw new FilipError('FILIP_ERR_INVALID_OPTION', 'the `contaminated` rule needs `decontaminate` paths', { field: 'decontaminate' });
   }
+  const nearDupCheck = choiceOption('nearDupCheck', o.nearDupCheck, Object.keys(NEAR_DUP_CHECKS) as NearDupCheckKind[]);
+  const defaultDistance = nearDupCheck === 'none' ? PHASH_ONLY_DISTANCE : DEFAULT_NEAR_DUP_DISTANCE;
+  const nearDupDistance = intOption('nearDupDistance', o.nearDupDistance ?? defaultDistance, 0, MAX_NEAR_DUP_DISTANCE);
   return {
     preset,
     rules: FILTER_RULES.filter((r) => on.has(r)),
@@ -107,8 +130,9 @@ export function resolveFilterOptions(input: FilterInput = {}): FilterOptions {
     // The caption counter keeps counts up to 2^32 - 1; a limit at or above it could never be passed.
     maxRepeats: intOption('maxRepeats', o.maxRepeats, 1, 2 ** 32 - 2),
     language: choiceOption('language', o.language, Object.keys(LANGUAGE_ENGINES) as LanguageEngine[]),
-    nearDupDistance: intOption('nearDupDistance', o.nearDupDistance, 0, MAX_NEAR_DUP_DISTANCE),
-    contaminationDistance: intOption('contaminationDistance', o.contaminationDistance, 0, MAX_NEAR_DUP_DISTANCE),
+    nearDupCheck,
+    nearDupDistance,
+    contaminationDistance: intOption('contaminationDistance', o.contaminationDistance ?? nearDupDistance, 0, MAX_NEAR_DUP_DISTANCE),
     decontaminate: [...o.decontaminate],
     minWords: intOption('minWords', o.minWords, 0),
     minChars: intOption('minChars', o.minChars, 0),
@@ -143,14 +167,15 @@ export async function prepareFilter(
     for await (const c of captions()) await counter.add(c);
     counts = await counter.finish();
   }
+  const check = nearDupCheckThresholds(options.nearDupCheck);
   const contamination = on.has('contaminated')
-    ? await loadContamination(options.decontaminate, options.contaminationDistance)
+    ? await loadContamination(options.decontaminate, options.contaminationDistance, check)
     : undefined;
   return {
     options,
     isEnglish: createEnglishDetector(options.language),
     counts,
-    kept: on.has('near_duplicate') ? new PhashIndex(options.nearDupDistance) : undefined,
+    kept: on.has('near_duplicate') ? new PhashIndex(options.nearDupDistance, check) : undefined,
     contamination,
     close: async () => {
       await counts?.close();
@@ -158,11 +183,11 @@ export async function prepareFilter(
   };
 }
 
-async function loadContamination(paths: readonly string[], distance: number): Promise<PhashIndex> {
-  const index = new PhashIndex(distance);
+async function loadContamination(paths: readonly string[], distance: number, check: NearDupCheckThresholds | undefined): Promise<PhashIndex> {
+  const index = new PhashIndex(distance, check);
   for (const p of paths) {
-    const one = await loadDecontaminationIndex(p, distance);
-    for (const h of one.hashes()) index.add(h);
+    const one = await loadDecontaminationIndex(p, distance, check);
+    for (const { hash, check: data } of one.entries()) index.add(hash, data);
   }
   return index;
 }
@@ -206,12 +231,12 @@ export function failedRules(sample: Sample, ctx: FilterContext): { failed: Filte
         break;
       }
       case 'contaminated': {
-        const hit = img ? ctx.contamination?.find(img.phash, img.phashWeak) : undefined;
+        const hit = img ? ctx.contamination?.find(img.phash, img.phashWeak, img.nearDupCheck) : undefined;
         if (hit !== undefined) fail(rule, () => `near duplicate (phash ${hit}) of an evaluation image`);
         break;
       }
       case 'near_duplicate': {
-        const hit = img ? ctx.kept?.find(img.phash, img.phashWeak) : undefined;
+        const hit = img ? ctx.kept?.find(img.phash, img.phashWeak, img.nearDupCheck) : undefined;
         if (hit !== undefined) fail(rule, () => `near duplicate of a kept image (phash ${hit})`);
         break;
       }
@@ -238,7 +263,7 @@ export async function* filterSamples(
       sample.failedRules = failed;
       sample.errorMessage = message;
     } else if (sample.image) {
-      ctx.kept?.add(sample.image.phash);
+      ctx.kept?.add(sample.image.phash, sample.image.nearDupCheck);
     }
     funnel?.add(sample, failed);
     yield sample;

@@ -8,6 +8,11 @@
 // query's weak bits of that chunk. find() returns the first such hash in the order added.
 // Without a mask (shards written before `phash_weak` existed) a chunk must match exactly; any two
 // hashes within 3 bits still match, since one of the four chunks is then untouched.
+// With a check (the filter's default, see DEFAULT_NEAR_DUP_DISTANCE), a stored hash that matches so
+// far counts only when its picture and the query's pass confirmNearDup (src/image/near-dup-check.ts)
+// on the check data given to add() and find(); find() then returns the first stored hash, in the
+// order added, that passes. The scan asks JavaScript (the module's imported `accept`) about each
+// entry within the distance that is earlier than the best accepted so far.
 //
 // Why not "within maxDistance" alone: crops of a few percent move copies 10-20 bits away, and an
 // exact search that far is slow (multi-index hashing, Norouzi et al. 2012, probes every value within
@@ -34,32 +39,38 @@
 //
 // Hashes are parsed from hex once per add or find; no string is kept.
 
-import { intOption } from '../core/options.js';
+import { intOption, invalid, numberOption } from '../core/options.js';
+import { confirmNearDup, NEAR_DUP_CHECK_BYTES, type NearDupCheckThresholds } from '../image/near-dup-check.js';
 import { PHASH_SCAN_WASM_BASE64 } from './phash-scan-wasm.js';
 
 /**
  * Default `maxDistance` of the near_duplicate and contaminated rules, in bits out of 64, with the
- * weak-bit probes above. From scripts/near-dup-eval.ts (271 distinct real photos, 1,897 transformed
+ * weak-bit probes above and the near-duplicate check (DEFAULT_NEAR_DUP_CHECK, src/image/near-dup-check.ts)
+ * on every candidate. Chosen by scripts/near-dup-eval.ts (271 distinct real photos, 1,897 transformed
  * copies: JPEG q 50-95, resize 0.5-2x, crops of up to 10% a side, brightness +-20%, overlaid text,
- * all chained; hashed as ingest hashes them; both orders of each pair):
+ * all chained; hashed as ingest hashes them; both orders of each pair; 4,682,880 pairs of distinct
+ * photos):
  *
- *   distance  recall   per-pair FPR   false matches per image against a million kept (FP@1M)
- *      10     85.9%    none in 4.7 M  < 0.6
- *      12     89.9%    2e-6           1.9
- *      14     93.0%    1.6e-5         16
- *      16     95.3%    5.0e-5         50     <- the issue's target (recall >= 0.95, FPR <= 0.1%)
+ *   rule                      recall   false matches   per image against a million kept (FP@1M)
+ *   pHash alone, 10 bits      85.9%    0               < 0.6
+ *   pHash alone, 16 bits      95.3%    233             50
+ *   pHash 20 bits + check     95.3%    0               < 0.6; 3 checks a lookup per million kept
  *
- * 16 meets the issue's per-pair target, but a filter compares each image with everything kept, and
- * at 50 false matches per image per million kept, a CC3M-sized run would reject nearly every image
- * once a few tens of thousands were kept. So the default stays at 10, the largest distance with no
- * false match seen; `--near-dup-distance 16` gives the issue's operating point, for corpora small
- * enough to afford it. A second check on the candidates (colour histogram, or the cosine of the DCT
- * coefficients) held to recall 0.95 removes only three quarters of the false matches at 16 (the
- * eval's measureSecondChecks). Thumbnails compared with the crop undone remove all of them at 18-20,
- * but cost ~270 us a pair with 190-450 false candidates a lookup against a million kept images
- * (ARCHITECTURE.md, near_duplicate). The index costs the same at every distance (see the header).
+ * The pHash alone reaches the target recall (0.95) only at 16 bits, where its false matches, rare per
+ * pair, add up against a large kept set: a CC3M-sized run would reject nearly every image once a few
+ * tens of thousands were kept. Those false matches are hash collisions between unlike photos, which
+ * the check (a chroma hash, then grey thumbnails compared with the crop undone) tells apart; with it
+ * the distance can go to 20, where crop copies are reached. The eval picks the distance and the
+ * check's thresholds together (see measureCheckedRule there).
  */
-export const DEFAULT_NEAR_DUP_DISTANCE = 10;
+export const DEFAULT_NEAR_DUP_DISTANCE = 20;
+
+/**
+ * With a check, pairs of which one has no check data (shards written before the `near_dup_check`
+ * column) match on the pHash alone within this many bits: the largest distance at which the eval
+ * saw no false match of the pHash alone.
+ */
+export const PHASH_ONLY_DISTANCE = 10;
 
 /** Largest accepted maxDistance. */
 export const MAX_NEAR_DUP_DISTANCE = 24;
@@ -186,11 +197,25 @@ export class PhashIndex {
   #linksAt = 0;
   #tailAt = 0;
 
-  /** @param maxDistance - largest Hamming distance (0 to MAX_NEAR_DUP_DISTANCE bits) that counts as a match. */
-  constructor(maxDistance: number) {
+  /** The check candidates must pass, or undefined (the pHash alone decides). */
+  readonly check: NearDupCheckThresholds | undefined;
+  /** Check data per insertion number (NEAR_DUP_CHECK_BYTES each) and whether it was given; only with `check`. */
+  #checks: Uint8Array = new Uint8Array(0);
+  #hasCheck: Uint8Array = new Uint8Array(0);
+  /** The check data of the query being looked up (find). */
+  #query: Uint8Array | undefined;
+
+  /**
+   * @param maxDistance - largest Hamming distance (0 to MAX_NEAR_DUP_DISTANCE bits) that counts as a match.
+   * @param check - when given, a stored hash within `maxDistance` matches only if it and the query
+   *   pass confirmNearDup on their check data (add's and find's `check`); when either lacks check
+   *   data, only if they lie within PHASH_ONLY_DISTANCE bits (or maxDistance, if smaller).
+   */
+  constructor(maxDistance: number, check?: NearDupCheckThresholds) {
     this.maxDistance = intOption('maxDistance', maxDistance, 0, MAX_NEAR_DUP_DISTANCE);
+    this.check = check === undefined ? undefined : resolveCheckThresholds(check);
     scanModule ??= new WebAssembly.Module(Buffer.from(PHASH_SCAN_WASM_BASE64, 'base64'));
-    const instance = new WebAssembly.Instance(scanModule);
+    const instance = new WebAssembly.Instance(scanModule, { env: { accept: (id: number, distance: number) => (this.#accept(id, distance) ? 1 : 0) } });
     const exports = instance.exports as { memory: WebAssembly.Memory; first: (...args: number[]) => number };
     this.#memory = exports.memory;
     this.#first = exports.first;
@@ -202,21 +227,41 @@ export class PhashIndex {
     return this.#size;
   }
 
-  /** Bytes held by the index: its two arrays of hashes and the WebAssembly memory. */
+  /** Bytes held by the index: its two arrays of hashes, the check data and the WebAssembly memory. */
   get bytes(): number {
-    return this.#hi.byteLength + this.#lo.byteLength + this.#memory.buffer.byteLength;
+    return this.#hi.byteLength + this.#lo.byteLength + this.#checks.byteLength + this.#hasCheck.byteLength + this.#memory.buffer.byteLength;
   }
 
-  /** Stores a hash. Throws TypeError unless it is 16 lower-case hex digits. */
-  add(hash: string): void {
+  /**
+   * Stores a hash, with the picture's check data when the index has a check (ignored otherwise).
+   * Throws TypeError unless the hash is 16 lower-case hex digits and `check` (if given)
+   * NEAR_DUP_CHECK_BYTES bytes.
+   */
+  add(hash: string, check?: Uint8Array): void {
     parseInto(hash, 'a hash');
     const h = parsedHi;
     const l = parsedLo;
     const id = this.#size;
+    if (this.check !== undefined && check !== undefined) assertCheckBytes(check);
     if (id === this.#hi.length) {
       const grown = Math.ceil(id * 1.5);
       this.#hi = copyInto(new Uint32Array(grown), this.#hi);
       this.#lo = copyInto(new Uint32Array(grown), this.#lo);
+    }
+    if (this.check !== undefined) {
+      if (id >= this.#hasCheck.length) {
+        const grown = Math.max(1024, Math.ceil(id * 1.5));
+        const has = new Uint8Array(grown);
+        has.set(this.#hasCheck);
+        this.#hasCheck = has;
+        const checks = new Uint8Array(grown * NEAR_DUP_CHECK_BYTES);
+        checks.set(this.#checks);
+        this.#checks = checks;
+      }
+      if (check !== undefined) {
+        this.#checks.set(check, id * NEAR_DUP_CHECK_BYTES);
+        this.#hasCheck[id] = 1;
+      }
     }
     this.#hi[id] = h;
     this.#lo[id] = l;
@@ -237,10 +282,13 @@ export class PhashIndex {
 
   /**
    * The first stored hash (in the order added) that matches `hash` probed with its weak-bit mask
-   * `weak` (see the header), or undefined. Throws TypeError unless both are 16 lower-case hex digits
-   * and the mask marks at most MAX_WEAK_BITS_PER_CHUNK bits per chunk.
+   * `weak` (see the header) and, when the index has a check, passes it with the query's `check`
+   * data (see the constructor), or undefined. Throws TypeError unless both are 16 lower-case hex
+   * digits, the mask marks at most MAX_WEAK_BITS_PER_CHUNK bits per chunk and `check` (if given) is
+   * NEAR_DUP_CHECK_BYTES bytes.
    */
-  find(hash: string, weak?: string): string | undefined {
+  find(hash: string, weak?: string, check?: Uint8Array): string | undefined {
+    if (this.check !== undefined && check !== undefined) assertCheckBytes(check);
     parseInto(hash, 'a hash');
     const qhi = parsedHi;
     const qlo = parsedLo;
@@ -253,6 +301,7 @@ export class PhashIndex {
     }
     const n = phashWeakProbes(qhi, qlo, whi, wlo, this.#probes);
     const frozen = this.#frozen;
+    this.#query = check;
     const best =
       this.#first(
         0,
@@ -270,18 +319,38 @@ export class PhashIndex {
         this.#headsAt,
         this.#linksAt,
         this.#cap,
+        this.check === undefined ? 0 : 1,
       ) >>> 0;
+    this.#query = undefined;
     return best === NONE ? undefined : hex32(this.#hi[best]!) + hex32(this.#lo[best]!);
   }
 
   /** Whether a stored hash matches `hash` probed with `weak` (see find). */
-  has(hash: string, weak?: string): boolean {
-    return this.find(hash, weak) !== undefined;
+  has(hash: string, weak?: string, check?: Uint8Array): boolean {
+    return this.find(hash, weak, check) !== undefined;
   }
 
   /** The stored hashes, in the order they were added. */
   *hashes(): IterableIterator<string> {
     for (let id = 0; id < this.#size; id++) yield hex32(this.#hi[id]!) + hex32(this.#lo[id]!);
+  }
+
+  /** The stored hashes with their check data (undefined when not given, or the index has no check), in the order added. */
+  *entries(): IterableIterator<{ hash: string; check: Uint8Array | undefined }> {
+    for (let id = 0; id < this.#size; id++) yield { hash: hex32(this.#hi[id]!) + hex32(this.#lo[id]!), check: this.#checkOf(id) };
+  }
+
+  #checkOf(id: number): Uint8Array | undefined {
+    if (this.check === undefined || this.#hasCheck[id] !== 1) return undefined;
+    return this.#checks.subarray(id * NEAR_DUP_CHECK_BYTES, (id + 1) * NEAR_DUP_CHECK_BYTES);
+  }
+
+  /** The scan's question about stored hash `id`, `distance` bits from the query (only asked with a check). */
+  #accept(id: number, distance: number): boolean {
+    const stored = this.#checkOf(id);
+    const query = this.#query;
+    if (stored === undefined || query === undefined) return distance <= PHASH_ONLY_DISTANCE;
+    return confirmNearDup(stored, query, this.check!);
   }
 
   /**
@@ -356,6 +425,22 @@ export class PhashIndex {
       this.#words.set(hashes, (this.#hashesAt + c * 8 * (n + 1)) / 4);
       this.#words.set(ids, (this.#idsAt + c * 4 * n) / 4);
     });
+  }
+}
+
+/** Validates check thresholds (the PhashIndex constructor's and the filter's). */
+export function resolveCheckThresholds(t: NearDupCheckThresholds): NearDupCheckThresholds {
+  if (typeof t !== 'object' || t === null) throw invalid('check', 'an object with maxChromaBits and maxAlignedDistance', t);
+  return {
+    maxChromaBits: intOption('maxChromaBits', t.maxChromaBits, 0, 128),
+    maxAlignedDistance: numberOption('maxAlignedDistance', t.maxAlignedDistance, 0, 2),
+  };
+}
+
+function assertCheckBytes(check: Uint8Array): void {
+  if (!(check instanceof Uint8Array) || check.length !== NEAR_DUP_CHECK_BYTES) {
+    const got = check instanceof Uint8Array ? `${check.length} bytes` : JSON.stringify(check);
+    throw new TypeError(`PhashIndex: check data must be ${NEAR_DUP_CHECK_BYTES} bytes, got ${got}`);
   }
 }
 

@@ -15,20 +15,24 @@
 ;;            $heads + c * 262144 (newest slot, or -1), i32[$cap] links at $links + c * 4 * $cap.
 ;;
 ;; first() returns the smallest insertion number among the entries of the probed buckets, tables and
-;; tail, that lie within $d bits of (hi, lo), or 0xffffffff. A first pass loads the first, middle and last-plus-one
+;; tail, that lie within $d bits of (hi, lo), or 0xffffffff. With $checked set, an entry within $d
+;; bits counts only when the imported accept(insertion number, distance) says so (PhashIndex's
+;; near-duplicate check); it is asked only about entries earlier than the best accepted so far. A first pass loads the first, middle and last-plus-one
 ;; hash of every probed bucket: independent loads, so the CPU overlaps their cache misses; the
 ;; second pass, which does the work, then finds the buckets in cache (128 probes into a million
 ;; hashes: 50k lookups/s without that pass, 130k with it).
 (module
+  (import "env" "accept" (func $accept (param i32 i32) (result i32)))
   (memory (export "memory") 1)
   (func (export "first")
     (param $probes i32) (param $n i32) (param $hi i32) (param $lo i32) (param $d i32)
     (param $off i32) (param $ent i32) (param $stride i32) (param $ids i32) (param $idStride i32)
     (param $frozen i32) (param $tail i32) (param $heads i32) (param $links i32) (param $cap i32)
+    (param $checked i32)
     (result i32)
     (local $q i64) (local $p i32) (local $w i32) (local $c i32) (local $o i32)
     (local $base i32) (local $start i32) (local $stop i32) (local $ptr i32) (local $end i32)
-    (local $best i32) (local $id i32) (local $touch i64) (local $i i32)
+    (local $best i32) (local $id i32) (local $touch i64) (local $i i32) (local $dist i32)
     (local.set $q
       (i64.or (i64.shl (i64.extend_i32_u (local.get $hi)) (i64.const 32)) (i64.extend_i32_u (local.get $lo))))
     (local.set $best (i32.const -1))
@@ -72,13 +76,19 @@
         (block $bucket
           (loop $entry
             (br_if $bucket (i32.ge_u (local.get $ptr) (local.get $end)))
-            (if (i64.le_u (i64.popcnt (i64.xor (i64.load (local.get $ptr)) (local.get $q)))
-                          (i64.extend_i32_u (local.get $d)))
+            (local.set $dist (i32.wrap_i64 (i64.popcnt (i64.xor (i64.load (local.get $ptr)) (local.get $q)))))
+            (if (i32.le_u (local.get $dist) (local.get $d))
               (then
                 (local.set $id
                   (i32.load (i32.add (i32.add (local.get $ids) (i32.mul (local.get $c) (local.get $idStride)))
                                      (i32.shr_u (i32.sub (local.get $ptr) (local.get $base)) (i32.const 1)))))
-                (if (i32.lt_u (local.get $id) (local.get $best)) (then (local.set $best (local.get $id))))))
+                (if (i32.lt_u (local.get $id) (local.get $best))
+                  (then
+                    ;; (`or` would evaluate both sides: accept is called only with $checked set)
+                    (if (i32.eqz (local.get $checked))
+                      (then (local.set $best (local.get $id)))
+                      (else (if (call $accept (local.get $id) (local.get $dist))
+                        (then (local.set $best (local.get $id))))))))))
             (local.set $ptr (i32.add (local.get $ptr) (i32.const 8)))
             (br $entry)))
         (local.set $p (i32.add (local.get $p) (i32.const 1)))
@@ -99,12 +109,17 @@
             (block $end
               (loop $link
                 (br_if $end (i32.lt_s (local.get $i) (i32.const 0)))
-                (if (i64.le_u (i64.popcnt (i64.xor (i64.load (i32.add (local.get $tail) (i32.shl (local.get $i) (i32.const 3))))
-                                                   (local.get $q)))
-                              (i64.extend_i32_u (local.get $d)))
+                (local.set $dist
+                  (i32.wrap_i64 (i64.popcnt (i64.xor (i64.load (i32.add (local.get $tail) (i32.shl (local.get $i) (i32.const 3))))
+                                                     (local.get $q)))))
+                (local.set $id (i32.add (local.get $frozen) (local.get $i)))
+                (if (i32.and (i32.le_u (local.get $dist) (local.get $d)) (i32.lt_u (local.get $id) (local.get $best)))
                   (then
-                    (if (i32.lt_u (i32.add (local.get $frozen) (local.get $i)) (local.get $best))
-                      (then (local.set $best (i32.add (local.get $frozen) (local.get $i)))))))
+                    ;; (`or` would evaluate both sides: accept is called only with $checked set)
+                    (if (i32.eqz (local.get $checked))
+                      (then (local.set $best (local.get $id)))
+                      (else (if (call $accept (local.get $id) (local.get $dist))
+                        (then (local.set $best (local.get $id))))))))
                 (local.set $i
                   (i32.load (i32.add (i32.add (local.get $links) (i32.mul (local.get $c) (i32.shl (local.get $cap) (i32.const 2))))
                                      (i32.shl (local.get $i) (i32.const 2)))))

@@ -1,13 +1,14 @@
 // `filip-data filter` and the filter flags that `ingest --filter` shares.
 import type { Argv } from 'yargs';
-import { FILTER_PRESETS, FILTER_RULES, type FilterInput, type FilterPreset, type FilterRule } from '../../filters/filter.js';
+import { FILTER_PRESETS, FILTER_RULES, NEAR_DUP_CHECKS, type FilterInput, type FilterPreset, type FilterRule, type NearDupCheckKind } from '../../filters/filter.js';
+import { DEFAULT_NEAR_DUP_DISTANCE, PHASH_ONLY_DISTANCE } from '../../filters/phash-index.js';
 import { LANGUAGE_ENGINES, type LanguageEngine } from '../../filters/language.js';
 import { formatFilterSummary, runFilter } from '../../pipeline/filter-run.js';
 import { PROGRESS_MODES, type ProgressMode } from '../../pipeline/progress.js';
 import { WRITER_ENGINES, type WriterEngine } from '../../shard/writer.js';
 
 /** The flags filterFlags adds: ingest and merge accept them only with --filter. */
-export const FILTER_FLAGS = ['preset', 'disable', 'enable', 'min-side', 'max-aspect', 'max-repeats', 'language', 'near-dup-distance', 'decontaminate'] as const;
+export const FILTER_FLAGS = ['preset', 'disable', 'enable', 'min-side', 'max-aspect', 'max-repeats', 'language', 'near-dup-check', 'near-dup-distance', 'decontaminate'] as const;
 
 export function filterFlags<T>(y: Argv<T>) {
   return y
@@ -18,7 +19,15 @@ export function filterFlags<T>(y: Argv<T>) {
     .option('max-aspect', { type: 'number', default: 3, describe: 'aspect_ratio: maximum longer/shorter side' })
     .option('max-repeats', { type: 'number', default: 10, describe: 'repeated_text: a caption may occur at most this many times' })
     .option('language', { type: 'string', choices: Object.keys(LANGUAGE_ENGINES), default: 'filip', describe: 'not_english: identifier' })
-    .option('near-dup-distance', { type: 'number', describe: 'near_duplicate and contaminated: maximum Hamming distance of perceptual hashes (default 10; 16 reaches 95% of transformed copies but matches ~50 unrelated images per million kept: see ARCHITECTURE.md)' })
+    .option('near-dup-check', {
+      type: 'string',
+      choices: Object.keys(NEAR_DUP_CHECKS),
+      describe: 'near_duplicate and contaminated: how a perceptual-hash candidate is confirmed (default aligned: chroma hash, then thumbnails with the crop undone; none: the hash distance alone)',
+    })
+    .option('near-dup-distance', {
+      type: 'number',
+      describe: `near_duplicate and contaminated: maximum Hamming distance of perceptual hashes (default ${DEFAULT_NEAR_DUP_DISTANCE} with the check, ${PHASH_ONLY_DISTANCE} with --near-dup-check none: see ARCHITECTURE.md)`,
+    })
     .option('decontaminate', { type: 'string', array: true, default: [] as string[], describe: 'folders/files of evaluation images or shards to keep out' });
 }
 
@@ -30,6 +39,7 @@ interface FilterArgs {
   maxAspect: number;
   maxRepeats: number;
   language: string;
+  nearDupCheck?: string;
   nearDupDistance?: number;
   decontaminate: string[];
 }
@@ -43,6 +53,7 @@ export function toFilterInput(a: FilterArgs): FilterInput {
     maxAspect: a.maxAspect,
     maxRepeats: a.maxRepeats,
     language: a.language as LanguageEngine,
+    ...(a.nearDupCheck === undefined ? {} : { nearDupCheck: a.nearDupCheck as NearDupCheckKind }),
     ...(a.nearDupDistance === undefined ? {} : { nearDupDistance: a.nearDupDistance, contaminationDistance: a.nearDupDistance }),
     decontaminate: a.decontaminate,
   };

@@ -1,0 +1,214 @@
+// The near-duplicate check (src/image/near-dup-check.ts) and PhashIndex with it: copies of a photo
+// pass, different photos do not, each stage catches what the pHash misses, and the index returns the
+// first stored picture that passes, in the order added.
+
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import sharp from 'sharp';
+import { renderPhoto } from '../bench/photos.js';
+import { FilipError } from '../src/core/errors.js';
+import { PHASH_ONLY_DISTANCE, PhashIndex } from '../src/filters/phash-index.js';
+import {
+  alignedDistance,
+  checkFromPixels,
+  chromaDistance,
+  confirmNearDup,
+  DEFAULT_NEAR_DUP_CHECK,
+  NEAR_DUP_CHECK_BYTES,
+  THUMB_SIDE,
+} from '../src/image/near-dup-check.js';
+import { hamming } from '../src/image/phash.js';
+import { processImage, resolveImageOptions } from '../src/image/process.js';
+
+const OPTIONS = resolveImageOptions({ resizeMode: 'keep-ratio', size: 256 });
+
+async function ingest(bytes: Buffer): Promise<{ phash: string; weak: string; check: Uint8Array }> {
+  const r = await processImage(bytes, OPTIONS);
+  assert.ok(r.ok, 'processImage accepts the picture');
+  assert.ok(r.image.nearDupCheck && r.image.phashWeak);
+  return { phash: r.image.phash, weak: r.image.phashWeak, check: r.image.nearDupCheck };
+}
+
+/** The picture with its colour-difference planes negated and its luma kept: the pHash barely moves. */
+async function chromaInverted(bytes: Buffer): Promise<Buffer> {
+  const { data, info } = await sharp(bytes).removeAlpha().raw().toBuffer({ resolveWithObject: true });
+  const out = Buffer.alloc(data.length);
+  for (let p = 0; p < data.length; p += 3) {
+    const [r, g, b] = [data[p]!, data[p + 1]!, data[p + 2]!];
+    const y = 0.299 * r + 0.587 * g + 0.114 * b;
+    const r2 = 2 * y - r;
+    const b2 = 2 * y - b;
+    out[p] = Math.max(0, Math.min(255, Math.round(r2)));
+    out[p + 1] = Math.max(0, Math.min(255, Math.round((y - 0.299 * r2 - 0.114 * b2) / 0.587)));
+    out[p + 2] = Math.max(0, Math.min(255, Math.round(b2)));
+  }
+  return sharp(out, { raw: { width: info.width, height: info.height, channels: 3 } }).jpeg({ quality: 95 }).toBuffer();
+}
+
+/** The picture under a grey checkerboard of `cells` squares a side: new detail, same low frequencies and colour. */
+async function checkered(bytes: Buffer, cells: number): Promise<Buffer> {
+  const { data, info } = await sharp(bytes).removeAlpha().raw().toBuffer({ resolveWithObject: true });
+  const out = Buffer.from(data);
+  for (let y = 0; y < info.height; y++) {
+    for (let x = 0; x < info.width; x++) {
+      const on = (Math.floor((x * cells) / info.width) + Math.floor((y * cells) / info.height)) % 2 === 0;
+      for (let c = 0; c < 3; c++) {
+        const p = (y * info.width + x) * 3 + c;
+        out[p] = Math.max(0, Math.min(255, data[p]! + (on ? 70 : -70)));
+      }
+    }
+  }
+  return sharp(out, { raw: { width: info.width, height: info.height, channels: 3 } }).jpeg({ quality: 95 }).toBuffer();
+}
+
+describe('checkFromPixels', () => {
+  test('a chroma hash and a grey thumbnail, NEAR_DUP_CHECK_BYTES bytes', () => {
+    // A flat grey picture: every thumbnail cell is its grey level.
+    const grey = Buffer.alloc(40 * 30 * 3, 77);
+    const check = checkFromPixels(grey, 40, 30, 3);
+    assert.equal(check.length, NEAR_DUP_CHECK_BYTES);
+    assert.equal(NEAR_DUP_CHECK_BYTES, 16 + THUMB_SIDE * THUMB_SIDE);
+    assert.ok(check.subarray(16).every((v) => v === 77));
+    // A fourth channel is ignored.
+    const rgba = Buffer.alloc(40 * 30 * 4, 77);
+    assert.deepEqual(checkFromPixels(rgba, 40, 30, 4), check);
+  });
+
+  test('bad pixel buffers are RangeErrors', () => {
+    const bad: [ArrayLike<number>, number, number, number][] = [
+      [Buffer.alloc(12), 2, 2, 2],
+      [Buffer.alloc(11), 2, 2, 3],
+      [Buffer.alloc(12), 0, 2, 3],
+    ];
+    for (const [pixels, w, h, ch] of bad) assert.throws(() => checkFromPixels(pixels, w, h, ch), RangeError, `${w}x${h}x${ch}`);
+  });
+
+  test('check data of the wrong size is a TypeError naming its size', () => {
+    const ok = new Uint8Array(NEAR_DUP_CHECK_BYTES);
+    for (const wrong of [new Uint8Array(0), new Uint8Array(NEAR_DUP_CHECK_BYTES - 1), new Uint8Array(NEAR_DUP_CHECK_BYTES + 1)]) {
+      assert.throws(() => chromaDistance(ok, wrong), new RegExp(`got ${wrong.length} bytes`));
+      assert.throws(() => alignedDistance(wrong, ok), TypeError);
+    }
+  });
+});
+
+describe('on rendered photos, as ingest stores them', () => {
+  const photos: Buffer[] = [];
+
+  test('copies (crop, JPEG quality 55, resize, brightness, a caption) pass the check', async () => {
+    for (let i = 0; i < 10; i++) photos.push((await renderPhoto(7, i)).bytes);
+    for (const photo of photos) {
+      const { width: w, height: h } = await sharp(photo).metadata();
+      const original = await ingest(photo);
+      const copies = {
+        crop: await sharp(photo).extract({ left: Math.round(w! * 0.05), top: 0, width: w! - Math.round(w! * 0.05), height: h! - Math.round(h! * 0.03) }).jpeg({ quality: 55 }).toBuffer(),
+        resize: await sharp(photo).resize(Math.round(w! * 0.6)).jpeg({ quality: 80 }).toBuffer(),
+        brightness: await sharp(photo).modulate({ brightness: 1.18 }).jpeg({ quality: 85 }).toBuffer(),
+        caption: await sharp(photo)
+          .composite([{ input: Buffer.from(`<svg width="${w}" height="${h}"><text x="8" y="${h! - 10}" font-size="${Math.round(h! / 14)}" fill="white">example.com</text></svg>`) }])
+          .jpeg({ quality: 85 })
+          .toBuffer(),
+      };
+      for (const [name, bytes] of Object.entries(copies)) {
+        const copy = await ingest(bytes);
+        assert.ok(confirmNearDup(original.check, copy.check, DEFAULT_NEAR_DUP_CHECK), `${name} copy passes`);
+        assert.ok(confirmNearDup(copy.check, original.check, DEFAULT_NEAR_DUP_CHECK), `${name} copy passes the other way round`);
+        assert.ok(alignedDistance(original.check, copy.check) < DEFAULT_NEAR_DUP_CHECK.maxAlignedDistance / 2, `${name}: lines up well within the threshold`);
+      }
+    }
+  });
+
+  test('different photos do not', async () => {
+    const checks = await Promise.all(photos.map(async (p) => (await ingest(p)).check));
+    for (let i = 0; i < checks.length; i++) {
+      for (let j = i + 1; j < checks.length; j++) assert.ok(!confirmNearDup(checks[i]!, checks[j]!, DEFAULT_NEAR_DUP_CHECK), `photos ${i} and ${j}`);
+    }
+  });
+
+  test('the chroma stage tells apart pictures alike in light and dark only', async () => {
+    const original = await ingest(photos[0]!);
+    const inverted = await ingest(await chromaInverted(photos[0]!));
+    assert.ok(hamming(original.phash, inverted.phash) <= 6, 'the pHash barely moves');
+    assert.ok(chromaDistance(original.check, inverted.check) > 90, `chroma hashes far apart: ${chromaDistance(original.check, inverted.check)}`);
+    assert.ok(!confirmNearDup(original.check, inverted.check, DEFAULT_NEAR_DUP_CHECK));
+  });
+
+  test('the aligned stage tells apart pictures alike in their pHash and colour but not their detail', async () => {
+    const original = await ingest(photos[1]!);
+    const other = await ingest(await checkered(photos[1]!, 9));
+    assert.ok(hamming(original.phash, other.phash) <= 20, `pHashes ${hamming(original.phash, other.phash)} bits apart`);
+    assert.ok(chromaDistance(original.check, other.check) <= DEFAULT_NEAR_DUP_CHECK.maxChromaBits, 'the chroma hash lets it through');
+    assert.ok(alignedDistance(original.check, other.check) >= DEFAULT_NEAR_DUP_CHECK.maxAlignedDistance, `aligned ${alignedDistance(original.check, other.check)}`);
+  });
+
+  test('PhashIndex with the check: the first stored picture that passes wins; the pHash alone would take the first within reach', async () => {
+    const original = await ingest(photos[2]!);
+    const inverted = await ingest(await chromaInverted(photos[2]!));
+    const copy = await ingest(await sharp(photos[2]!).resize(300).jpeg({ quality: 60 }).toBuffer());
+    const checked = new PhashIndex(20, DEFAULT_NEAR_DUP_CHECK);
+    const plain = new PhashIndex(20);
+    for (const index of [checked, plain]) {
+      index.add(inverted.phash, inverted.check); // first: near in pHash, another picture
+      index.add(original.phash, original.check);
+    }
+    assert.equal(plain.find(copy.phash, copy.weak, copy.check), inverted.phash);
+    assert.equal(checked.find(copy.phash, copy.weak, copy.check), original.phash);
+    assert.deepEqual(
+      [...checked.entries()].map((e) => [e.hash, e.check?.length]),
+      [
+        [inverted.phash, NEAR_DUP_CHECK_BYTES],
+        [original.phash, NEAR_DUP_CHECK_BYTES],
+      ],
+    );
+    // Only the inverted picture stored: nothing passes.
+    const alone = new PhashIndex(20, DEFAULT_NEAR_DUP_CHECK);
+    alone.add(inverted.phash, inverted.check);
+    assert.equal(alone.find(copy.phash, copy.weak, copy.check), undefined);
+  });
+});
+
+describe('PhashIndex: rows without check data', () => {
+  const check = new Uint8Array(NEAR_DUP_CHECK_BYTES);
+  const flip = (hex: string, bits: number): string => {
+    let v = BigInt(`0x${hex}`);
+    // Flip the lowest bits of chunks 1-3, leaving chunk 0 intact so the probes reach it.
+    for (let i = 0; i < bits; i++) v ^= 1n << BigInt((i % 3) * 16 + Math.floor(i / 3));
+    return v.toString(16).padStart(16, '0');
+  };
+  const base = '8badf00d12345678';
+
+  test('match on the pHash alone, within PHASH_ONLY_DISTANCE, whichever side lacks it', () => {
+    for (const bits of [0, PHASH_ONLY_DISTANCE, PHASH_ONLY_DISTANCE + 1, 20]) {
+      const want = bits <= PHASH_ONLY_DISTANCE ? base : undefined;
+      const storedWithout = new PhashIndex(20, DEFAULT_NEAR_DUP_CHECK);
+      storedWithout.add(base);
+      assert.equal(storedWithout.find(flip(base, bits), undefined, check), want, `stored without, ${bits} bits`);
+      const queryWithout = new PhashIndex(20, DEFAULT_NEAR_DUP_CHECK);
+      queryWithout.add(base, check);
+      assert.equal(queryWithout.find(flip(base, bits)), want, `query without, ${bits} bits`);
+      // Without a check, the distance alone.
+      const plain = new PhashIndex(20);
+      plain.add(base);
+      assert.equal(plain.find(flip(base, bits)), base);
+    }
+  });
+
+  test('bad check data and thresholds are refused', () => {
+    const index = new PhashIndex(20, DEFAULT_NEAR_DUP_CHECK);
+    assert.throws(() => index.add(base, new Uint8Array(10)), /check data must be 592 bytes, got 10 bytes/);
+    assert.throws(() => index.find(base, undefined, new Uint8Array(600)), /got 600 bytes/);
+    const bad: [object, string][] = [
+      [{ maxChromaBits: -1, maxAlignedDistance: 0.1 }, 'maxChromaBits'],
+      [{ maxChromaBits: 129, maxAlignedDistance: 0.1 }, 'maxChromaBits'],
+      [{ maxChromaBits: 40, maxAlignedDistance: Number.NaN }, 'maxAlignedDistance'],
+      [{ maxChromaBits: 40 }, 'maxAlignedDistance'],
+    ];
+    for (const [t, field] of bad) {
+      assert.throws(
+        () => new PhashIndex(20, t as never),
+        (e: unknown) => e instanceof FilipError && e.code === 'FILIP_ERR_INVALID_OPTION' && e.field === field,
+        JSON.stringify(t),
+      );
+    }
+  });
+});
