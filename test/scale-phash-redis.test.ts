@@ -8,6 +8,7 @@ import type { Redis } from 'ioredis';
 import { FilipError } from '../src/core/errors.js';
 import { mulberry32 } from '../src/core/random.js';
 import { PHASH_CHUNKS, PhashIndex } from '../src/filters/phash-index.js';
+import { DEFAULT_NEAR_DUP_CHECK, NEAR_DUP_CHECK_BYTES } from '../src/image/near-dup-check.js';
 import { connectRedis, parseQueueUrl } from '../src/scale/connection.js';
 import { RedisPhashIndex, resolveRedisPhashOptions, PHASH_ENTRY_BYTES, nearDupIndexOption, phashBucketKey } from '../src/scale/phash-redis.js';
 import { Keys } from '../src/scale/plan.js';
@@ -74,17 +75,18 @@ function bitCount(x: number): number {
  * has gaps, as input indexes of candidate rows do; `otherRule` marks a row that another rule
  * rejects (it is looked up but never stored).
  */
-function rows(count: number, d: number, seed: number): { hash: string; weak: string; index: number; otherRule: boolean }[] {
+function rows(count: number, d: number, seed: number): { hash: string; weak: string; index: number; otherRule: boolean; family: number }[] {
   const rand = mulberry32(seed);
   const bases = Array.from({ length: 40 }, () => randomHash(rand));
-  const out: { hash: string; weak: string; index: number; otherRule: boolean }[] = [];
+  const out: { hash: string; weak: string; index: number; otherRule: boolean; family: number }[] = [];
   let index = 0;
   for (let i = 0; i < count; i++) {
     index += 1 + Math.floor(rand() * 3);
-    const base = bases[Math.floor(rand() * bases.length)]!;
+    const family = Math.floor(rand() * bases.length);
+    const base = bases[family]!;
     const hash = rand() < 0.6 ? flip(base, Math.floor(rand() * (d + 3)), rand) : randomHash(rand);
     const diff = (parseInt(hash.slice(0, 4), 16) ^ parseInt(base.slice(0, 4), 16)) & 0xffff;
-    out.push({ hash, weak: weakMask(rand, rand() < 0.5 ? diff : 0), index, otherRule: rand() < 0.15 });
+    out.push({ hash, weak: weakMask(rand, rand() < 0.5 ? diff : 0), index, otherRule: rand() < 0.15, family });
   }
   return out;
 }
@@ -147,6 +149,80 @@ for (const d of [0, 3, 6, 10, 16]) {
     assert.ok(matches > 100, `${matches} matches`);
     assert.ok(inBatch > 5, `${inBatch} matches within their own batch`);
     if (d > 0) assert.ok(notFirstStored > 20, `${notFirstStored} queries with several stored matches`);
+  });
+}
+
+/**
+ * Check data for rows(): its hash family's picture (random chroma hash and thumbnail), of which a row gets
+ * a copy (a few chroma bits and a little thumbnail noise off: passes), the chroma hash with a
+ * different thumbnail (fails the aligned stage), another picture (fails the chroma stage), or none
+ * (a row from an older shard: the pHash alone, within PHASH_ONLY_DISTANCE).
+ */
+function checks(rowsOf: readonly { family: number }[], seed: number): (Uint8Array | undefined)[] {
+  const rand = mulberry32(seed);
+  const picture = (): Uint8Array => Uint8Array.from({ length: NEAR_DUP_CHECK_BYTES }, () => Math.floor(rand() * 256));
+  const families = Array.from({ length: 40 }, picture);
+  return rowsOf.map((row) => {
+    const base = families[row.family]!;
+    const kind = rand();
+    if (kind < 0.1) return undefined;
+    if (kind < 0.25) return picture();
+    const out = Uint8Array.from(base);
+    if (kind < 0.4) {
+      for (let i = 16; i < out.length; i++) out[i] = Math.floor(rand() * 256);
+      return out;
+    }
+    for (let k = 0; k < 4; k++) out[Math.floor(rand() * 16)]! ^= 1 << Math.floor(rand() * 8);
+    for (let i = 16; i < out.length; i++) out[i] = Math.max(0, Math.min(255, out[i]! + Math.floor(rand() * 7) - 3));
+    return out;
+  });
+}
+
+for (const d of [10, 20]) {
+  test(`with the near-duplicate check, distance ${d}: the same answers as one PhashIndex with the check`, async () => {
+    const keys = new Keys(`check-${d}`);
+    assert.ok(await tryLock(redis, keys, 'test', 600_000));
+    const index = new RedisPhashIndex(keys, { maxDistance: d, check: DEFAULT_NEAR_DUP_CHECK });
+    const single = new PhashIndex(d, DEFAULT_NEAR_DUP_CHECK);
+    const plain = new PhashIndex(d);
+    const all = rows(800, d, 300 + d);
+    const data = checks(all, 400 + d);
+    const rand = mulberry32(d + 1);
+    let matches = 0;
+    let refused = 0;
+    let aligned = 0;
+    for (let start = 0, chunk = 0; start < all.length; chunk++) {
+      const batch = all.slice(start, start + 1 + Math.floor(rand() * 200));
+      const batchChecks = data.slice(start, start + batch.length);
+      start += batch.length;
+      const { index: local, stats } = await index.lookup(
+        redis,
+        batch.map((r, i) => ({ phash: r.hash, weak: r.weak, ...(batchChecks[i] ? { check: batchChecks[i] } : {}) })),
+      );
+      aligned += stats.alignedChecks ?? 0;
+      const insertions: { append: string; bytes: Buffer }[] = [];
+      batch.forEach((row, i) => {
+        const check = batchChecks[i];
+        const expected = single.find(row.hash, row.weak, check);
+        assert.equal(local.find(row.hash, row.weak, check), expected, `row ${row.index} (${row.hash})`);
+        if (expected !== undefined) matches++;
+        else if (plain.find(row.hash, row.weak) !== undefined) refused++;
+        if (expected === undefined && !row.otherRule) {
+          single.add(row.hash, check);
+          plain.add(row.hash);
+          local.add(row.hash, check);
+          insertions.push(...index.insertion(row.hash, row.index, check));
+        }
+      });
+      await commit(keys, chunk, insertions);
+    }
+    // Matches found, candidates the check refused, and aligned comparisons made in Redis mode.
+    assert.ok(matches > 50, `${matches} matches`);
+    assert.ok(refused > 20, `${refused} pHash matches the check refused`);
+    assert.ok(aligned > 20, `${aligned} aligned comparisons`);
+    // Each kept row with check data stored it once, under its input index.
+    const stored = await redis.keys(`${keys.prefix}:c:*`);
+    assert.equal(stored.length, [...single.entries()].filter((e) => e.check !== undefined).length);
   });
 }
 

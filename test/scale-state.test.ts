@@ -15,8 +15,9 @@ import { commitChunk, decideChunk } from '../src/scale/commit.js';
 import { connectRedis, parseQueueUrl } from '../src/scale/connection.js';
 import { chunkRange, Keys, parseRun } from '../src/scale/plan.js';
 import { enqueueIngest } from '../src/scale/producer.js';
-import { PHASH_ENTRY_BYTES } from '../src/scale/phash-redis.js';
-import { applyCounts, applyDecisions, captionSlot, lookupSlots, tryLock } from '../src/scale/state.js';
+import { NEAR_DUP_CHECK_BYTES } from '../src/image/near-dup-check.js';
+import { PHASH_CHECKED_ENTRY_BYTES } from '../src/scale/phash-redis.js';
+import { applyCounts, applyDecisions, captionSlot, lookupSlots, NEAR_DUP_RECORD_CHECKED_BYTES, tryLock } from '../src/scale/state.js';
 import { runWorker } from '../src/scale/worker.js';
 import { readOutput } from './helpers/read.js';
 import { scaleCorpus, startRedis, type ScaleCorpus, type TestRedis } from './helpers/redis.js';
@@ -130,13 +131,16 @@ for (const index of ['redis', 'replica'] as const) {
       // The messages name the same kept image as one machine does (the first match in input order).
       const messages = (o: typeof got) => o.rejects.filter((r) => r.reason === 'near_duplicate').map((r) => `${r.key} ${r.error_message}`);
       assert.deepEqual(messages(got), messages(expected));
-      // Every kept row's pHash is stored exactly once: in each of the 4 tables of the bucketed index, or once on the log.
+      // Every kept row's pHash is stored exactly once, with its chroma hash (the filter's default check):
+      // in each of the 4 tables of the bucketed index, its check data once beside them; or once on the log.
       const kept = got.rows.length;
       if (index === 'redis') {
-        for (let c = 0; c < 4; c++) assert.equal(await bytesOf(client, `${keys.prefix}:h:${c}:*`), kept * PHASH_ENTRY_BYTES, `table ${c}`);
+        for (let c = 0; c < 4; c++) assert.equal(await bytesOf(client, `${keys.prefix}:h:${c}:*`), kept * PHASH_CHECKED_ENTRY_BYTES, `table ${c}`);
+        assert.equal(await bytesOf(client, `${keys.prefix}:c:*`), kept * NEAR_DUP_CHECK_BYTES);
+        assert.equal((await client.keys(`${keys.prefix}:c:*`)).length, kept);
         assert.equal(await client.exists(keys.nearDups), 0);
       } else {
-        assert.equal(await client.strlen(keys.nearDups), kept * 8);
+        assert.equal(await client.strlen(keys.nearDups), kept * NEAR_DUP_RECORD_CHECKED_BYTES);
         assert.deepEqual(await client.keys(`${keys.prefix}:h:*`), []);
       }
     } finally {

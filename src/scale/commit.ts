@@ -23,12 +23,13 @@ import { FilipError } from '../core/errors.js';
 import type { ReasonCode } from '../core/reasons.js';
 import type { Sample } from '../core/sample.js';
 import type { CaptionCounts } from '../filters/caption-counts.js';
-import { FILTER_RULES, failedRules, type FilterContext, type FilterRule } from '../filters/filter.js';
+import { FILTER_RULES, failedRules, nearDupCheckThresholds, type FilterContext, type FilterRule } from '../filters/filter.js';
+import type { NearDupCheckThresholds } from '../image/near-dup-check.js';
 import { totals } from '../pipeline/ingest.js';
 import { drainInto, readCommits, REJECT_LOG, ShardSink, statsName, SUMMARY_FILE, writeSummary, type ShardStats } from '../pipeline/output.js';
 import { readShardSamples } from '../pipeline/shard-source.js';
 import { shardName } from '../shard/schema.js';
-import { stagingPaths, type StagedChunk } from './chunk.js';
+import { stagingPaths, type StagedChunk, type StagedRow } from './chunk.js';
 import type { Keys, QueueRun } from './plan.js';
 import { DEFAULT_NEAR_DUP_INDEX, nearDupIndexOption, RedisPhashIndex, type NearDupIndexKind, type PhashLookupStats } from './phash-redis.js';
 import {
@@ -85,8 +86,11 @@ export async function decideChunk(
   const pairSlots = okRows.map((r) => pairSlot(r.sha256!, r.caption, bits));
   const captionSlots = rules.has('repeated_text') ? okRows.map((r) => captionSlot(r.caption, bits)) : [];
   const nearDup = rules.has('near_duplicate');
-  const bucketed = nearDup && nearDupIndexOf(run) === 'redis' ? new RedisPhashIndex(keys, { maxDistance: run.filter!.nearDupDistance }) : undefined;
-  const replica = nearDup && !bucketed ? (nearDups ?? new NearDupReplica(run.filter!.nearDupDistance)) : undefined;
+  const check = nearDup ? runNearDupCheck(run) : undefined;
+  const bucketed =
+    nearDup && nearDupIndexOf(run) === 'redis' ? new RedisPhashIndex(keys, { maxDistance: run.filter!.nearDupDistance, ...(check ? { check } : {}) }) : undefined;
+  const replica = nearDup && !bucketed ? (nearDups ?? new NearDupReplica(run.filter!.nearDupDistance, check)) : undefined;
+  const checkOf = (row: StagedRow): Buffer | undefined => (check && row.nearDupCheck !== undefined ? Buffer.from(row.nearDupCheck, 'base64') : undefined);
   const [urlFound, imageFound, pairFound, captionCounts, stored] = await Promise.all([
     lookupSlots(redis, keys, 'u', urlSlots),
     lookupSlots(redis, keys, 'i', imageSlots),
@@ -94,7 +98,13 @@ export async function decideChunk(
     lookupSlots(redis, keys, 'c', captionSlots),
     // Every candidate row's pHash: rows that fail another rule first are looked up for nothing, but
     // which ones do is only known in the walk below, and one batch costs what it costs.
-    bucketed?.lookup(redis, okRows.map((r) => ({ phash: r.phash!, ...(r.phashWeak !== undefined ? { weak: r.phashWeak } : {}) }))),
+    bucketed?.lookup(
+      redis,
+      okRows.map((r) => {
+        const data = checkOf(r);
+        return { phash: r.phash!, ...(r.phashWeak !== undefined ? { weak: r.phashWeak } : {}), ...(data ? { check: data } : {}) };
+      }),
+    ),
     replica?.sync(redis, keys),
   ]);
 
@@ -156,7 +166,8 @@ export async function decideChunk(
       decisions.push(null);
       continue;
     }
-    const probe = { caption: row.caption, image: { phash: row.phash!, phashWeak: row.phashWeak } } as unknown as Sample;
+    const rowCheck = checkOf(row);
+    const probe = { caption: row.caption, image: { phash: row.phash!, phashWeak: row.phashWeak, nearDupCheck: rowCheck } } as unknown as Sample;
     const global = failedRules(probe, globalCtx);
     const local = row.localFailed ?? [];
     const failed = FILTER_RULES.filter((r) => local.includes(r) || global.failed.includes(r));
@@ -167,13 +178,21 @@ export async function decideChunk(
     }
     decisions.push(null);
     if (kept) {
-      kept.add(row.phash!);
+      kept.add(row.phash!, rowCheck);
       keptCount++;
-      if (bucketed) insertions.push(...bucketed.insertion(row.phash!, row.index));
-      else insertions.push({ append: keys.nearDups, bytes: Buffer.from(row.phash!, 'hex') });
+      if (bucketed) insertions.push(...bucketed.insertion(row.phash!, row.index, rowCheck));
+      else insertions.push({ append: keys.nearDups, bytes: replica!.record(row.phash!, rowCheck) });
     }
   }
   return { decisions, insertions, kept: keptCount, ...(stored ? { phash: stored.stats } : {}) };
+}
+
+/**
+ * The near-duplicate check of a queue run: its filter's `nearDupCheck`. Run records written before
+ * the option existed have none, and keep the rule they were planned with (the pHash alone).
+ */
+export function runNearDupCheck(run: QueueRun): NearDupCheckThresholds | undefined {
+  return nearDupCheckThresholds(run.filter?.nearDupCheck ?? 'none');
 }
 
 function countsView(count: (caption: string) => number): CaptionCounts {

@@ -7,7 +7,8 @@
 //   p:<b>  hash  fingerprint(sha256 + caption)          -> index of the kept row
 //   c:<b>  hash  fingerprint(normalised caption)        -> count over every well-formed manifest row
 //   h:<c>:<v>  string  the kept pHashes whose 16-bit chunk c is v (phash-redis.ts; the default)
-//   n      string  the 8-byte pHashes of kept rows, in commit order (APPENDed; `replica` index only)
+//   n      string  the 8-byte pHashes of kept rows, in commit order (APPENDed; `replica` index only;
+//                  with the near-duplicate check, 601-byte records: the hash, a flag, the check data)
 //
 // Near duplicates, by default (`redis`): the bucketed index of phash-redis.ts, which a committer reads
 // per chunk (the buckets its rows probe, in a few pipelined MGETs) and holds nothing between chunks.
@@ -25,6 +26,7 @@ import type { Redis } from 'ioredis';
 import { FilipError } from '../core/errors.js';
 import { normalizeCaption, normalizeUrl } from '../pipeline/dedupe.js';
 import { PhashIndex } from '../filters/phash-index.js';
+import { NEAR_DUP_CHECK_BYTES, type NearDupCheckThresholds } from '../image/near-dup-check.js';
 import { fingerprint, fingerprintHex } from '../pipeline/hashset.js';
 import type { Keys } from './plan.js';
 
@@ -68,9 +70,26 @@ export class NearDupReplica {
   index: PhashIndex;
   /** Bytes of `n` already in the index. */
   offset = 0;
+  /** Bytes of one record of the log: 8 (the hash), or with a check, 8 + a flag + the check data. */
+  readonly recordBytes: number;
 
-  constructor(readonly maxDistance: number) {
-    this.index = new PhashIndex(maxDistance);
+  constructor(
+    readonly maxDistance: number,
+    readonly check?: NearDupCheckThresholds,
+  ) {
+    this.index = new PhashIndex(maxDistance, check);
+    this.recordBytes = check ? NEAR_DUP_RECORD_CHECKED_BYTES : 8;
+  }
+
+  /** The bytes a kept row appends to `n`: its hash, and with a check, a flag (1: it has check data) and the data. */
+  record(hash: string, check?: Uint8Array): Buffer {
+    const out = Buffer.alloc(this.recordBytes);
+    out.write(hash, 0, 8, 'hex');
+    if (this.check && check !== undefined) {
+      out[8] = 1;
+      out.set(check, 9);
+    }
+    return out;
   }
 
   /** Adds what was appended to `n` since the last sync (one round trip). */
@@ -79,16 +98,23 @@ export class NearDupReplica {
     if (length < this.offset) this.reset(); // the state was cleared (--overwrite): start again
     if (length === this.offset) return;
     const bytes = await redis.getrangeBuffer(keys.nearDups, this.offset, length - 1);
-    for (let o = 0; o + 8 <= bytes.length; o += 8) this.index.add(bytes.toString('hex', o, o + 8));
-    this.offset += bytes.length - (bytes.length % 8);
+    const size = this.recordBytes;
+    for (let o = 0; o + size <= bytes.length; o += size) {
+      const check = this.check && bytes[o + 8] === 1 ? Buffer.from(bytes.subarray(o + 9, o + size)) : undefined;
+      this.index.add(bytes.toString('hex', o, o + 8), check);
+    }
+    this.offset += bytes.length - (bytes.length % size);
   }
 
   /** Forgets everything: the next sync reads the whole log. */
   reset(): void {
-    this.index = new PhashIndex(this.maxDistance);
+    this.index = new PhashIndex(this.maxDistance, this.check);
     this.offset = 0;
   }
 }
+
+/** Bytes of one record of the replica log `n` in a run with a check. */
+export const NEAR_DUP_RECORD_CHECKED_BYTES = 9 + NEAR_DUP_CHECK_BYTES;
 
 /** HGET of many slots in one pipeline: the stored value (an input index or a count) or null. */
 export async function lookupSlots(redis: Redis, keys: Keys, kind: FingerprintKind, slots: readonly Slot[]): Promise<(number | null)[]> {

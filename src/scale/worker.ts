@@ -16,7 +16,7 @@ import { boolOption, intOption, rejectUnknownKeys } from '../core/options.js';
 import { Fetcher } from '../fetch/fetcher.js';
 import { prepareFilter, type FilterContext } from '../filters/filter.js';
 import { isFinished } from '../pipeline/shard-source.js';
-import { commitChunk, nearDupIndexOf, writeQueueSummary } from './commit.js';
+import { commitChunk, nearDupIndexOf, runNearDupCheck, writeQueueSummary } from './commit.js';
 import { countChunk, stageChunk } from './chunk.js';
 import { connectRedis, parseQueueUrl, redisOptions } from './connection.js';
 import { baseChunksOf, chunkRange, Keys, parseRun, resolveQueueOptions, retryRoundOf, type QueueOptions, type QueueRun } from './plan.js';
@@ -233,7 +233,7 @@ class Committer {
     this.#token = `${workerId}:${randomUUID()}`;
     this.#run = run;
     const filter = run().filter;
-    this.#nearDups = filter?.rules.includes('near_duplicate') && nearDupIndexOf(run()) === 'replica' ? new NearDupReplica(filter.nearDupDistance) : undefined;
+    this.#nearDups = filter?.rules.includes('near_duplicate') && nearDupIndexOf(run()) === 'replica' ? new NearDupReplica(filter.nearDupDistance, runNearDupCheck(run())) : undefined;
   }
 
   drain(): Promise<void> {
