@@ -12,12 +12,19 @@
 // Every query carries a weak-bit mask of WEAK_BITS random bits a chunk, as ingest stores one per
 // image (src/image/phash.ts), so a lookup makes 4 x 2^5 = 128 probes; the scan applies the same
 // definition (within the distance and, in some chunk, different only in the query's weak bits).
+// The index is built as the filter builds it: with the near-duplicate check (DEFAULT_NEAR_DUP_CHECK)
+// and check data for every stored hash and query (--no-check: the pHash alone). Check data here is
+// synthetic: each image a random chroma hash and thumbnail; a planted copy, and a query near a stored
+// hash, carry that hash's data with a little thumbnail noise (they pass the check); fresh queries carry
+// their own (they fail its chroma stage, as unrelated photos mostly do). The linear scan applies the
+// check the same way, in add order.
 // Exits 1 when the default distance is slower than TARGET lookups/s.
 
 import { availableParallelism, cpus, loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import { Rng } from '../src/demo/random.js';
 import { DEFAULT_NEAR_DUP_DISTANCE, PhashIndex, phashChunkOf } from '../src/filters/phash-index.js';
+import { confirmNearDup, DEFAULT_NEAR_DUP_CHECK, NEAR_DUP_CHECK_BYTES } from '../src/image/near-dup-check.js';
 import { PHASH_WEAK_BITS } from '../src/image/phash.js';
 
 const TARGET = 100_000;
@@ -48,6 +55,21 @@ interface Corpus {
   readonly hi: Uint32Array;
   readonly lo: Uint32Array;
   readonly hex: string[];
+  /** Check data of stored hash i at i * NEAR_DUP_CHECK_BYTES. */
+  readonly checks: Uint8Array;
+}
+
+function randomCheck(rng: Rng, out: Uint8Array, at: number): void {
+  for (let i = 0; i < NEAR_DUP_CHECK_BYTES; i += 4) {
+    const w = Math.floor(rng.next() * 2 ** 32);
+    for (let k = 0; k < 4 && i + k < NEAR_DUP_CHECK_BYTES; k++) out[at + i + k] = (w >>> (8 * k)) & 0xff;
+  }
+}
+
+/** Stored check data j, with a little noise on the thumbnail (a copy of the same picture). */
+function copyCheck(rng: Rng, checks: Uint8Array, j: number, out: Uint8Array, at: number): void {
+  out.set(checks.subarray(j * NEAR_DUP_CHECK_BYTES, (j + 1) * NEAR_DUP_CHECK_BYTES), at);
+  for (let i = 16; i < NEAR_DUP_CHECK_BYTES; i += 7) out[at + i] = Math.max(0, Math.min(255, out[at + i]! + rng.int(-3, 3)));
 }
 
 /** Masks that keep the top `bits` bits of (hi, lo). */
@@ -64,6 +86,7 @@ function makeCorpus(images: number, perImage: number, bits: number, seed: number
   const hi = new Uint32Array(size);
   const lo = new Uint32Array(size);
   const hex: string[] = new Array(size);
+  const checks = new Uint8Array(size * NEAR_DUP_CHECK_BYTES);
   let n = 0;
   const put = (h: number, l: number): void => {
     hi[n] = (h & hiMask) >>> 0;
@@ -74,15 +97,21 @@ function makeCorpus(images: number, perImage: number, bits: number, seed: number
   for (let i = 0; i < images; i++) {
     let h = Math.floor(rng.next() * 2 ** 32);
     let l = Math.floor(rng.next() * 2 ** 32);
+    let copyOf = -1;
     if (n > 0 && rng.chance(PLANTED_SHARE)) {
-      const j = rng.int(0, n - 1);
-      [h, l] = flip(rng, hi[j]!, lo[j]!, rng.int(0, 8));
+      copyOf = rng.int(0, n - 1);
+      [h, l] = flip(rng, hi[copyOf]!, lo[copyOf]!, rng.int(0, 8));
     }
     const base = n;
+    if (copyOf >= 0) copyCheck(rng, checks, copyOf, checks, n * NEAR_DUP_CHECK_BYTES);
+    else randomCheck(rng, checks, n * NEAR_DUP_CHECK_BYTES);
     put(h, l);
-    for (let v = 1; v < perImage; v++) put(...flip(rng, hi[base]!, lo[base]!, rng.int(4, 12)));
+    for (let v = 1; v < perImage; v++) {
+      copyCheck(rng, checks, base, checks, n * NEAR_DUP_CHECK_BYTES);
+      put(...flip(rng, hi[base]!, lo[base]!, rng.int(4, 12)));
+    }
   }
-  return { hi, lo, hex };
+  return { hi, lo, hex, checks };
 }
 
 /** Weak bits a chunk in every query's mask, as ingest makes them (PHASH_WEAK_BITS). */
@@ -92,6 +121,7 @@ interface Query {
   readonly hash: string;
   readonly weak: string;
   readonly words: readonly [number, number, number, number];
+  readonly check: Uint8Array;
 }
 
 /**
@@ -104,10 +134,12 @@ function makeQueries(corpus: Corpus, d: number, bits: number, count: number, see
   const out: Query[] = [];
   for (let q = 0; q < count; q++) {
     let [h, l] = [Math.floor(rng.next() * 2 ** 32), Math.floor(rng.next() * 2 ** 32)];
+    const check = new Uint8Array(NEAR_DUP_CHECK_BYTES);
     if (q % 2 === 0) {
       const j = rng.int(0, corpus.hi.length - 1);
       [h, l] = flip(rng, corpus.hi[j]!, corpus.lo[j]!, rng.int(0, d));
-    }
+      copyCheck(rng, corpus.checks, j, check, 0);
+    } else randomCheck(rng, check, 0);
     const chunks: number[] = [];
     for (let c = 0; c < 4; c++) {
       let m = 0;
@@ -118,19 +150,21 @@ function makeQueries(corpus: Corpus, d: number, bits: number, count: number, see
     const wl = ((chunks[2]! << 16) | chunks[3]!) >>> 0;
     h = (h & hiMask) >>> 0;
     l = (l & loMask) >>> 0;
-    out.push({ hash: hex32(h) + hex32(l), weak: hex32(wh) + hex32(wl), words: [h, l, wh, wl] });
+    out.push({ hash: hex32(h) + hex32(l), weak: hex32(wh) + hex32(wl), words: [h, l, wh, wl], check });
   }
   return out;
 }
 
 /** The same question answered by scanning every stored hash in add order, with the index's definition. */
-function linearFind(corpus: Corpus, d: number, query: Query): number {
+function linearFind(corpus: Corpus, d: number, query: Query, check: boolean): number {
   const [qh, ql, wh, wl] = query.words;
   const { hi, lo } = corpus;
   for (let i = 0; i < hi.length; i++) {
     if (popcount32(hi[i]! ^ qh) + popcount32(lo[i]! ^ ql) > d) continue;
     for (let c = 0; c < 4; c++) {
-      if (((phashChunkOf(hi[i]!, lo[i]!, c) ^ phashChunkOf(qh, ql, c)) & ~phashChunkOf(wh, wl, c) & 0xffff) === 0) return i;
+      if (((phashChunkOf(hi[i]!, lo[i]!, c) ^ phashChunkOf(qh, ql, c)) & ~phashChunkOf(wh, wl, c) & 0xffff) !== 0) continue;
+      if (!check || confirmNearDup(corpus.checks.subarray(i * NEAR_DUP_CHECK_BYTES, (i + 1) * NEAR_DUP_CHECK_BYTES), query.check, DEFAULT_NEAR_DUP_CHECK)) return i;
+      break;
     }
   }
   return -1;
@@ -149,8 +183,10 @@ function main(): void {
       seed: { type: 'string', default: '7' },
       'per-image': { type: 'string', default: '1' },
       bits: { type: 'string', default: '64' },
+      'no-check': { type: 'boolean', default: false },
     },
   });
+  const check = !values['no-check'];
   const images = Number(values.size);
   const perImage = Number(values['per-image']);
   const bits = Number(values.bits);
@@ -163,25 +199,26 @@ function main(): void {
   console.log(`${cpus()[0]?.model ?? 'unknown CPU'} x ${availableParallelism()}; load average ${loadavg().map((l) => l.toFixed(1)).join(' ')} (other work on the machine slows the wall-clock rate)`);
   console.log(
     `node ${process.version}; ${images.toLocaleString('en-US')} images x ${perImage} stored hashes each = ${size.toLocaleString('en-US')} ` +
-      `(${PLANTED_SHARE * 100}% of images planted near copies${bits < 64 ? `; only the top ${bits} bits random` : ''}); default distance ${DEFAULT_NEAR_DUP_DISTANCE}`,
+      `(${PLANTED_SHARE * 100}% of images planted near copies${bits < 64 ? `; only the top ${bits} bits random` : ''}); default distance ${DEFAULT_NEAR_DUP_DISTANCE}; ` +
+      (check ? `with the near-duplicate check (chroma <= ${DEFAULT_NEAR_DUP_CHECK.maxChromaBits}, aligned < ${DEFAULT_NEAR_DUP_CHECK.maxAlignedDistance})` : 'the pHash alone (--no-check)'),
   );
   const corpus = makeCorpus(images, perImage, bits, seed);
   let failed = false;
   for (const d of distances) {
-    const index = new PhashIndex(d);
+    const index = check ? new PhashIndex(d, DEFAULT_NEAR_DUP_CHECK) : new PhashIndex(d);
     const t0 = performance.now();
-    for (let i = 0; i < size; i++) index.add(corpus.hex[i]!);
+    for (let i = 0; i < size; i++) index.add(corpus.hex[i]!, check ? corpus.checks.subarray(i * NEAR_DUP_CHECK_BYTES, (i + 1) * NEAR_DUP_CHECK_BYTES) : undefined);
     const buildMs = performance.now() - t0;
 
     const queries = makeQueries(corpus, d, bits, 20_000, seed + d);
     // Warm up, then run whole passes over the queries until `seconds` have passed.
-    for (let i = 0; i < 2000; i++) index.find(queries[i]!.hash, queries[i]!.weak);
+    for (let i = 0; i < 2000; i++) index.find(queries[i]!.hash, queries[i]!.weak, queries[i]!.check);
     let done = 0;
     let hits = 0;
     const cpu1 = process.cpuUsage();
     const t1 = performance.now();
     while (performance.now() - t1 < seconds * 1000) {
-      for (const q of queries) if (index.find(q.hash, q.weak) !== undefined) hits++;
+      for (const q of queries) if (index.find(q.hash, q.weak, q.check) !== undefined) hits++;
       done += queries.length;
     }
     const findMs = performance.now() - t1;
@@ -192,11 +229,11 @@ function main(): void {
     const scanCount = Math.max(20, Math.min(400, Math.round(4e8 / size / 16)));
     const t2 = performance.now();
     let scanHits = 0;
-    for (let i = 0; i < scanCount; i++) if (linearFind(corpus, d, queries[i]!) >= 0) scanHits++;
+    for (let i = 0; i < scanCount; i++) if (linearFind(corpus, d, queries[i]!, check) >= 0) scanHits++;
     const scanMs = performance.now() - t2;
     for (let i = 0; i < scanCount; i++) {
-      const j = linearFind(corpus, d, queries[i]!);
-      if ((j >= 0 ? corpus.hex[j] : undefined) !== index.find(queries[i]!.hash, queries[i]!.weak)) throw new Error(`index and scan disagree on ${queries[i]!.hash} (weak ${queries[i]!.weak})`);
+      const j = linearFind(corpus, d, queries[i]!, check);
+      if ((j >= 0 ? corpus.hex[j] : undefined) !== index.find(queries[i]!.hash, queries[i]!.weak, queries[i]!.check)) throw new Error(`index and scan disagree on ${queries[i]!.hash} (weak ${queries[i]!.weak})`);
     }
 
     const perSecond = (done / findMs) * 1000;

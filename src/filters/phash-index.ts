@@ -40,7 +40,7 @@
 // Hashes are parsed from hex once per add or find; no string is kept.
 
 import { intOption, invalid, numberOption } from '../core/options.js';
-import { confirmNearDup, NEAR_DUP_CHECK_BYTES, type NearDupCheckThresholds } from '../image/near-dup-check.js';
+import { alignedBelow, NEAR_DUP_CHECK_BYTES, type NearDupCheckThresholds } from '../image/near-dup-check.js';
 import { PHASH_SCAN_WASM_BASE64 } from './phash-scan-wasm.js';
 
 /**
@@ -85,12 +85,19 @@ const BUCKETS = 1 << 16;
 const MIN_TAIL = 4096;
 const TAIL_SHIFT = 5;
 const NONE = 0xffffffff;
+/** Bit 31 of a table id: the picture has check data; the rest is its insertion number. */
+const HAS_CHECK = 0x80000000;
+const ID_MASK = 0x7fffffff;
 /** Bytes of one chunk's bucket offsets (u32[65537]), as phash-scan.wat assumes. */
 const OFFSETS_BYTES = (BUCKETS + 1) * 4;
 /** Most probes of one lookup. */
 const MAX_PROBES = CHUNKS << MAX_WEAK_BITS_PER_CHUNK;
-/** Where the bucket offsets start in the module's memory: after the probes. */
-const OFFSETS_AT = 4 * MAX_PROBES;
+/** Where the query's chroma hash goes (16 bytes), after the probes. */
+const QUERY_CHROMA_AT = 4 * MAX_PROBES;
+/** Bytes of a chroma hash: the start of the check data (src/image/near-dup-check.ts). */
+const CHROMA_BYTES = 16;
+/** Where the bucket offsets start in the module's memory: after the probes and the query's chroma hash. */
+const OFFSETS_AT = QUERY_CHROMA_AT + CHROMA_BYTES;
 
 let scanModule: WebAssembly.Module | undefined;
 
@@ -196,11 +203,17 @@ export class PhashIndex {
   #headsAt = 0;
   #linksAt = 0;
   #tailAt = 0;
+  /** With a check: the tables' chroma hashes, the tail's and its check-data flags (see #layout). */
+  #chromaAt = 0;
+  #tailChromaAt = 0;
+  #tailFlagsAt = 0;
+  #bytesView!: Uint8Array;
 
   /** The check candidates must pass, or undefined (the pHash alone decides). */
   readonly check: NearDupCheckThresholds | undefined;
-  /** Check data per insertion number (NEAR_DUP_CHECK_BYTES each) and whether it was given; only with `check`. */
+  /** Check data per insertion number (NEAR_DUP_CHECK_BYTES each), its chroma hash (16 each) and whether it was given; only with `check`. */
   #checks: Uint8Array = new Uint8Array(0);
+  #chroma: Uint8Array = new Uint8Array(0);
   #hasCheck: Uint8Array = new Uint8Array(0);
   /** The check data of the query being looked up (find). */
   #query: Uint8Array | undefined;
@@ -257,9 +270,13 @@ export class PhashIndex {
         const checks = new Uint8Array(grown * NEAR_DUP_CHECK_BYTES);
         checks.set(this.#checks);
         this.#checks = checks;
+        const chroma = new Uint8Array(grown * CHROMA_BYTES);
+        chroma.set(this.#chroma);
+        this.#chroma = chroma;
       }
       if (check !== undefined) {
         this.#checks.set(check, id * NEAR_DUP_CHECK_BYTES);
+        this.#chroma.set(check.subarray(0, CHROMA_BYTES), id * CHROMA_BYTES);
         this.#hasCheck[id] = 1;
       }
     }
@@ -272,6 +289,12 @@ export class PhashIndex {
     // Little-endian i64 (hi << 32 | lo): the low word first.
     words[this.#tailAt / 4 + 2 * slot] = l;
     words[this.#tailAt / 4 + 2 * slot + 1] = h;
+    if (this.check !== undefined) {
+      // The scan's copy for the tail slot (the tables get theirs at the merge).
+      const bytes = this.#bytesView;
+      bytes[this.#tailFlagsAt + slot] = check !== undefined ? 1 : 0;
+      if (check !== undefined) for (let i = 0; i < CHROMA_BYTES; i++) bytes[this.#tailChromaAt + slot * CHROMA_BYTES + i] = check[i]!;
+    }
     for (let c = 0; c < CHUNKS; c++) {
       const head = this.#headsAt / 4 + c * BUCKETS + chunkOf(h, l, c);
       ints[this.#linksAt / 4 + c * this.#cap + slot] = ints[head]!;
@@ -302,6 +325,10 @@ export class PhashIndex {
     const n = phashWeakProbes(qhi, qlo, whi, wlo, this.#probes);
     const frozen = this.#frozen;
     this.#query = check;
+    if (this.check !== undefined && check !== undefined) {
+      const bytes = this.#bytesView;
+      for (let i = 0; i < CHROMA_BYTES; i++) bytes[QUERY_CHROMA_AT + i] = check[i]!;
+    }
     const best =
       this.#first(
         0,
@@ -320,6 +347,13 @@ export class PhashIndex {
         this.#linksAt,
         this.#cap,
         this.check === undefined ? 0 : 1,
+        check === undefined ? 0 : 1,
+        this.check?.maxChromaBits ?? 0,
+        PHASH_ONLY_DISTANCE,
+        this.#chromaAt,
+        this.#tailChromaAt,
+        this.#tailFlagsAt,
+        QUERY_CHROMA_AT,
       ) >>> 0;
     this.#query = undefined;
     return best === NONE ? undefined : hex32(this.#hi[best]!) + hex32(this.#lo[best]!);
@@ -345,32 +379,42 @@ export class PhashIndex {
     return this.#checks.subarray(id * NEAR_DUP_CHECK_BYTES, (id + 1) * NEAR_DUP_CHECK_BYTES);
   }
 
-  /** The scan's question about stored hash `id`, `distance` bits from the query (only asked with a check). */
+  /**
+   * The scan's question about stored hash `id`, `distance` bits from the query: asked only with a
+   * check, when both have check data and their chroma hashes passed (phash-scan.wat $confirm), so
+   * what is left is the aligned stage of confirmNearDup.
+   */
   #accept(id: number, distance: number): boolean {
     const stored = this.#checkOf(id);
     const query = this.#query;
     if (stored === undefined || query === undefined) return distance <= PHASH_ONLY_DISTANCE;
-    return confirmNearDup(stored, query, this.check!);
+    return alignedBelow(stored, query, this.check!.maxAlignedDistance);
   }
 
   /**
    * Places the tables for `frozen` hashes and a tail of `cap` slots in the module's memory, growing
-   * it as needed; renews the views and empties the tail's chains. In bytes: probes at 0, bucket
-   * offsets at OFFSETS_AT, then hashes, ids, tail heads, tail links and tail hashes.
+   * it as needed; renews the views and empties the tail's chains. In bytes: probes at 0, the query's
+   * chroma hash, bucket offsets at OFFSETS_AT, then hashes, ids, (with a check) the tables' chroma
+   * hashes, tail heads, tail links, tail hashes and (with a check) the tail's chroma hashes and flags.
    */
   #layout(frozen: number, cap: number): void {
+    const checked = this.check !== undefined;
     this.#hashesAt = OFFSETS_AT + CHUNKS * OFFSETS_BYTES; // a multiple of 8: the i64s are aligned
     this.#idsAt = this.#hashesAt + CHUNKS * 8 * (frozen + 1);
-    this.#headsAt = this.#idsAt + CHUNKS * 4 * frozen;
+    this.#chromaAt = align8(this.#idsAt + CHUNKS * 4 * frozen);
+    this.#headsAt = this.#chromaAt + (checked ? CHUNKS * CHROMA_BYTES * frozen : 0);
     this.#linksAt = this.#headsAt + CHUNKS * 4 * BUCKETS;
     this.#tailAt = this.#linksAt + CHUNKS * 4 * cap;
-    const end = this.#tailAt + 8 * cap;
+    this.#tailChromaAt = this.#tailAt + 8 * cap;
+    this.#tailFlagsAt = this.#tailChromaAt + (checked ? CHROMA_BYTES * cap : 0);
+    const end = this.#tailFlagsAt + (checked ? cap : 0);
     const have = this.#memory.buffer.byteLength;
     if (end > have) this.#memory.grow(Math.ceil((end - have) / 65536));
     this.#cap = cap;
     this.#probes = new Uint32Array(this.#memory.buffer, 0, MAX_PROBES);
     this.#words = new Uint32Array(this.#memory.buffer);
     this.#ints = new Int32Array(this.#memory.buffer);
+    this.#bytesView = new Uint8Array(this.#memory.buffer);
     this.#ints.fill(-1, this.#headsAt / 4, this.#linksAt / 4);
   }
 
@@ -385,7 +429,8 @@ export class PhashIndex {
     const words = this.#words;
     const ints = this.#ints;
     const tail = this.#tailAt / 4;
-    const built: { offsets: Uint32Array; hashes: Uint32Array; ids: Uint32Array }[] = [];
+    const checked = this.check !== undefined;
+    const built: { offsets: Uint32Array; hashes: Uint32Array; ids: Uint32Array; chroma: Uint8Array }[] = [];
     for (let c = 0; c < CHUNKS; c++) {
       const oldOffsets = (OFFSETS_AT + c * OFFSETS_BYTES) / 4;
       const oldHashes = (this.#hashesAt + c * 8 * (frozen + 1)) / 4;
@@ -401,6 +446,9 @@ export class PhashIndex {
       // One spare hash at the end: the scan touches the "last plus one" entry of a bucket.
       const hashes = new Uint32Array(2 * (n + 1));
       const ids = new Uint32Array(n);
+      // With a check, bit 31 of an id says the picture has check data, and its chroma hash follows the
+      // entry's order (phash-scan.wat); both come from #hasCheck and #chroma.
+      const chroma = new Uint8Array(checked ? CHROMA_BYTES * n : 0);
       for (let b = 0; b < BUCKETS; b++) {
         let at = offsets[b]!;
         for (let j = words[oldOffsets + b]!, end = words[oldOffsets + b + 1]!; j < end; j++, at++) {
@@ -416,14 +464,25 @@ export class PhashIndex {
           ids[at] = frozen + i;
         }
       }
-      built.push({ offsets, hashes, ids });
+      if (checked) {
+        const from = new Uint32Array(this.#chroma.buffer, this.#chroma.byteOffset, this.#chroma.length / 4);
+        const to = new Uint32Array(chroma.buffer);
+        for (let at = 0; at < n; at++) {
+          const id = ids[at]! & ID_MASK;
+          if (this.#hasCheck[id] !== 1) continue;
+          ids[at] = (id | HAS_CHECK) >>> 0;
+          for (let k = 0; k < 4; k++) to[4 * at + k] = from[4 * id + k]!;
+        }
+      }
+      built.push({ offsets, hashes, ids, chroma });
     }
     this.#frozen = n;
     this.#layout(n, Math.max(MIN_TAIL, n >>> TAIL_SHIFT));
-    built.forEach(({ offsets, hashes, ids }, c) => {
+    built.forEach(({ offsets, hashes, ids, chroma }, c) => {
       this.#words.set(offsets, (OFFSETS_AT + c * OFFSETS_BYTES) / 4);
       this.#words.set(hashes, (this.#hashesAt + c * 8 * (n + 1)) / 4);
       this.#words.set(ids, (this.#idsAt + c * 4 * n) / 4);
+      if (checked) this.#bytesView.set(chroma, this.#chromaAt + c * CHROMA_BYTES * n);
     });
   }
 }
@@ -442,6 +501,10 @@ function assertCheckBytes(check: Uint8Array): void {
     const got = check instanceof Uint8Array ? `${check.length} bytes` : JSON.stringify(check);
     throw new TypeError(`PhashIndex: check data must be ${NEAR_DUP_CHECK_BYTES} bytes, got ${got}`);
   }
+}
+
+function align8(x: number): number {
+  return Math.ceil(x / 8) * 8;
 }
 
 function copyInto(to: Uint32Array, from: Uint32Array): Uint32Array {

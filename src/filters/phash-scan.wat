@@ -9,30 +9,62 @@
 ;;            offsets[v] .. offsets[v + 1] - 1;
 ;;   hashes:  for chunk c, the stored hashes as i64 (hi << 32 | lo), sorted by chunk value (insertion
 ;;            order within a bucket), at $ent + c * $stride, plus one spare i64 at the end;
-;;   ids:     for chunk c, u32 insertion numbers in the same order, at $ids + c * $idStride;
+;;   ids:     for chunk c, u32 insertion numbers in the same order, at $ids + c * $idStride; bit 31
+;;            set when the stored picture has check data;
+;;   chroma:  with $checked: for chunk c, the stored pictures' 16-byte chroma hashes in the same order,
+;;            at $cht + c * 4 * $idStride;
 ;;   tail:    the hashes added since the tables were built: i64 hashes at $tail (tail slot i, insertion
 ;;            number $frozen + i), and per chunk a chain per bucket: i32[65536] heads at
-;;            $heads + c * 262144 (newest slot, or -1), i32[$cap] links at $links + c * 4 * $cap.
+;;            $heads + c * 262144 (newest slot, or -1), i32[$cap] links at $links + c * 4 * $cap; with
+;;            $checked, slot i's chroma hash at $tailChroma + 16 i and its check-data flag (a byte) at
+;;            $tailFlags + i;
+;;   query:   with $checked, the query's chroma hash at $qchroma.
 ;;
 ;; first() returns the smallest insertion number among the entries of the probed buckets, tables and
-;; tail, that lie within $d bits of (hi, lo), or 0xffffffff. With $checked set, an entry within $d
-;; bits counts only when the imported accept(insertion number, distance) says so (PhashIndex's
-;; near-duplicate check); it is asked only about entries earlier than the best accepted so far. A first pass loads the first, middle and last-plus-one
-;; hash of every probed bucket: independent loads, so the CPU overlaps their cache misses; the
-;; second pass, which does the work, then finds the buckets in cache (128 probes into a million
-;; hashes: 50k lookups/s without that pass, 130k with it).
+;; tail, that lie within $d bits of (hi, lo), or 0xffffffff. With $checked set, such an entry counts
+;; only when $confirm says so (PhashIndex's near-duplicate check): if the query ($qHas) or the entry
+;; has no check data, when it lies within $only bits; otherwise when the chroma hashes differ in at
+;; most $maxChroma bits and the imported accept(insertion number, distance) (the aligned comparison,
+;; in JavaScript) agrees. Entries of a bucket are in insertion order, so the scan of a bucket stops at
+;; the first entry no earlier than the best so far; accept is asked only about earlier ones.
+;; A first pass loads the first, middle and last-plus-one hash, the first id and (with $checked) the
+;; first and middle chroma hash of every probed bucket:
+;; independent loads, so the CPU overlaps their cache misses; the second pass, which does the work,
+;; then finds the buckets in cache (128 probes into a million hashes: 50k lookups/s without that
+;; pass, 130k with it).
 (module
   (import "env" "accept" (func $accept (param i32 i32) (result i32)))
   (memory (export "memory") 1)
+  (func $confirm
+    (param $id i32) (param $dist i32) (param $has i32) (param $at i32) (param $qHas i32)
+    (param $maxChroma i32) (param $only i32) (param $q0 i64) (param $q1 i64)
+    (result i32)
+    (if (result i32) (i32.and (local.get $qHas) (local.get $has))
+      (then
+        (if (result i32)
+          (i32.le_u
+            (i32.wrap_i64
+              (i64.add (i64.popcnt (i64.xor (i64.load (local.get $at)) (local.get $q0)))
+                       (i64.popcnt (i64.xor (i64.load offset=8 (local.get $at)) (local.get $q1)))))
+            (local.get $maxChroma))
+          (then (call $accept (local.get $id) (local.get $dist)))
+          (else (i32.const 0))))
+      (else (i32.le_u (local.get $dist) (local.get $only)))))
   (func (export "first")
     (param $probes i32) (param $n i32) (param $hi i32) (param $lo i32) (param $d i32)
     (param $off i32) (param $ent i32) (param $stride i32) (param $ids i32) (param $idStride i32)
     (param $frozen i32) (param $tail i32) (param $heads i32) (param $links i32) (param $cap i32)
-    (param $checked i32)
+    (param $checked i32) (param $qHas i32) (param $maxChroma i32) (param $only i32)
+    (param $cht i32) (param $tailChroma i32) (param $tailFlags i32) (param $qchroma i32)
     (result i32)
     (local $q i64) (local $p i32) (local $w i32) (local $c i32) (local $o i32)
     (local $base i32) (local $start i32) (local $stop i32) (local $ptr i32) (local $end i32)
     (local $best i32) (local $id i32) (local $touch i64) (local $i i32) (local $dist i32)
+    (local $q0 i64) (local $q1 i64) (local $idBase i32) (local $word i32) (local $k i32)
+    (if (local.get $checked)
+      (then
+        (local.set $q0 (i64.load (local.get $qchroma)))
+        (local.set $q1 (i64.load offset=8 (local.get $qchroma)))))
     (local.set $q
       (i64.or (i64.shl (i64.extend_i32_u (local.get $hi)) (i64.const 32)) (i64.extend_i32_u (local.get $lo))))
     (local.set $best (i32.const -1))
@@ -54,12 +86,24 @@
             (i64.xor
               (i64.xor (i64.load (i32.add (local.get $base) (i32.shl (local.get $start) (i32.const 3))))
                        (i64.load (i32.add (local.get $base) (i32.shl (local.get $stop) (i32.const 3)))))
-              (i64.load (i32.add (local.get $base)
-                (i32.shl (i32.shr_u (i32.add (local.get $start) (local.get $stop)) (i32.const 1)) (i32.const 3)))))))
+              (i64.xor
+                (i64.load (i32.add (local.get $base)
+                  (i32.shl (i32.shr_u (i32.add (local.get $start) (local.get $stop)) (i32.const 1)) (i32.const 3))))
+                (i64.extend_i32_u (i32.load (i32.add (i32.add (local.get $ids) (i32.mul (local.get $c) (local.get $idStride)))
+                                                      (i32.shl (local.get $start) (i32.const 2)))))))))
+        (if (local.get $checked)
+          (then
+            ;; The bucket's chroma hashes: the first line, and the middle one.
+            (local.set $o (i32.add (local.get $cht) (i32.shl (i32.mul (local.get $c) (local.get $idStride)) (i32.const 2))))
+            (local.set $touch
+              (i64.xor (local.get $touch)
+                (i64.xor (i64.load (i32.add (local.get $o) (i32.shl (local.get $start) (i32.const 4))))
+                         (i64.load (i32.add (local.get $o)
+                           (i32.shl (i32.shr_u (i32.add (local.get $start) (local.get $stop)) (i32.const 1)) (i32.const 4)))))))))
         (local.set $p (i32.add (local.get $p) (i32.const 1)))
         (br $next)))
 
-    ;; Pass 2: the smallest insertion number within $d.
+    ;; Pass 2: the smallest insertion number within $d (and confirmed, with $checked).
     (local.set $p (i32.const 0))
     (block $scanned
       (loop $next
@@ -70,26 +114,35 @@
           (i32.add (i32.add (local.get $off) (i32.mul (local.get $c) (i32.const 262148)))
                    (i32.shl (i32.and (local.get $w) (i32.const 65535)) (i32.const 2))))
         (local.set $base (i32.add (local.get $ent) (i32.mul (local.get $c) (local.get $stride))))
-        (local.set $start (i32.load (local.get $o)))
-        (local.set $ptr (i32.add (local.get $base) (i32.shl (local.get $start) (i32.const 3))))
-        (local.set $end (i32.add (local.get $base) (i32.shl (i32.load offset=4 (local.get $o)) (i32.const 3))))
+        (local.set $idBase (i32.add (local.get $ids) (i32.mul (local.get $c) (local.get $idStride))))
+        (local.set $k (i32.load (local.get $o)))
+        (local.set $end (i32.load offset=4 (local.get $o)))
         (block $bucket
           (loop $entry
-            (br_if $bucket (i32.ge_u (local.get $ptr) (local.get $end)))
-            (local.set $dist (i32.wrap_i64 (i64.popcnt (i64.xor (i64.load (local.get $ptr)) (local.get $q)))))
+            (br_if $bucket (i32.ge_u (local.get $k) (local.get $end)))
+            (local.set $word (i32.load (i32.add (local.get $idBase) (i32.shl (local.get $k) (i32.const 2)))))
+            (local.set $id (i32.and (local.get $word) (i32.const 0x7fffffff)))
+            ;; Insertion order within a bucket: nothing further on can be earlier than the best.
+            (br_if $bucket (i32.ge_u (local.get $id) (local.get $best)))
+            (local.set $dist
+              (i32.wrap_i64 (i64.popcnt (i64.xor (i64.load (i32.add (local.get $base) (i32.shl (local.get $k) (i32.const 3))))
+                                                 (local.get $q)))))
             (if (i32.le_u (local.get $dist) (local.get $d))
               (then
-                (local.set $id
-                  (i32.load (i32.add (i32.add (local.get $ids) (i32.mul (local.get $c) (local.get $idStride)))
-                                     (i32.shr_u (i32.sub (local.get $ptr) (local.get $base)) (i32.const 1)))))
-                (if (i32.lt_u (local.get $id) (local.get $best))
+                ;; (`or` would evaluate both sides: $confirm is called only with $checked set)
+                (if (i32.eqz (local.get $checked))
                   (then
-                    ;; (`or` would evaluate both sides: accept is called only with $checked set)
-                    (if (i32.eqz (local.get $checked))
-                      (then (local.set $best (local.get $id)))
-                      (else (if (call $accept (local.get $id) (local.get $dist))
-                        (then (local.set $best (local.get $id))))))))))
-            (local.set $ptr (i32.add (local.get $ptr) (i32.const 8)))
+                    (local.set $best (local.get $id))
+                    (br $bucket))
+                  (else
+                    (if (call $confirm (local.get $id) (local.get $dist) (i32.shr_u (local.get $word) (i32.const 31))
+                                       (i32.add (i32.add (local.get $cht) (i32.shl (i32.mul (local.get $c) (local.get $idStride)) (i32.const 2)))
+                                                (i32.shl (local.get $k) (i32.const 4)))
+                                       (local.get $qHas) (local.get $maxChroma) (local.get $only) (local.get $q0) (local.get $q1))
+                      (then
+                        (local.set $best (local.get $id))
+                        (br $bucket)))))))
+            (local.set $k (i32.add (local.get $k) (i32.const 1)))
             (br $entry)))
         (local.set $p (i32.add (local.get $p) (i32.const 1)))
         (br $next)))
@@ -115,10 +168,12 @@
                 (local.set $id (i32.add (local.get $frozen) (local.get $i)))
                 (if (i32.and (i32.le_u (local.get $dist) (local.get $d)) (i32.lt_u (local.get $id) (local.get $best)))
                   (then
-                    ;; (`or` would evaluate both sides: accept is called only with $checked set)
                     (if (i32.eqz (local.get $checked))
                       (then (local.set $best (local.get $id)))
-                      (else (if (call $accept (local.get $id) (local.get $dist))
+                      (else (if (call $confirm (local.get $id) (local.get $dist)
+                                               (i32.load8_u (i32.add (local.get $tailFlags) (local.get $i)))
+                                               (i32.add (local.get $tailChroma) (i32.shl (local.get $i) (i32.const 4)))
+                                               (local.get $qHas) (local.get $maxChroma) (local.get $only) (local.get $q0) (local.get $q1))
                         (then (local.set $best (local.get $id))))))))
                 (local.set $i
                   (i32.load (i32.add (i32.add (local.get $links) (i32.mul (local.get $c) (i32.shl (local.get $cap) (i32.const 2))))

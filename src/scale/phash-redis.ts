@@ -46,7 +46,7 @@ import {
   MAX_WEAK_BITS_PER_CHUNK,
   resolveCheckThresholds,
 } from '../filters/phash-index.js';
-import { alignedDistance, NEAR_DUP_CHECK_BYTES, type NearDupCheckThresholds } from '../image/near-dup-check.js';
+import { alignedBelow, NEAR_DUP_CHECK_BYTES, type NearDupCheckThresholds } from '../image/near-dup-check.js';
 import type { Keys } from './plan.js';
 import { queueError } from './state.js';
 
@@ -303,7 +303,7 @@ export class RedisPhashIndex {
       for (const p of wanted) {
         if (p.index >= bestIndex[p.q]!) continue;
         alignedChecks++;
-        if (alignedDistance(checks.get(p.index)!, queries[p.q]!.check!) < check.maxAlignedDistance) {
+        if (alignedBelow(checks.get(p.index)!, queries[p.q]!.check!, check.maxAlignedDistance)) {
           bestIndex[p.q] = p.index;
           bestHash[p.q] = p.hash;
         }
