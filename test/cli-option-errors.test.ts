@@ -102,6 +102,7 @@ test('the programs name the flag in every option error', async () => {
     // Filter flags do nothing without --filter: ingest used to run unfiltered without a word.
     ['filip-data', ['ingest', manifest, '-o', out, '--min-side', '300'], 1, '--min-side applies only with --filter', 'shards written'],
     ['filip-data', ['merge', out, out, '-o', out, '--max-repeats=3'], 1, '--max-repeats applies only with --filter', 'FILIP_ERR'],
+    ['filip-data', ['ingest', manifest, '-o', out, '--near-dup-check', 'none'], 1, '--near-dup-check applies only with --filter', 'shards written'],
     // Queue flags do nothing without --queue (the run used the in-memory index and ignored --wait).
     ['filip-data', ['ingest', manifest, '-o', out, '--near-dup-index', 'replica'], 1, '--near-dup-index applies only with --queue', 'shards written'],
     ['filip-data', ['ingest', manifest, '-o', out, '--bucket-bits=20'], 1, '--bucket-bits applies only with --queue', 'shards written'],
@@ -109,6 +110,8 @@ test('the programs name the flag in every option error', async () => {
     // Negative numbers yargs split into one-letter flags ("Unknown arguments: 1, e"): the flag's own message.
     ['filip', ['train', '--shards', out, '-o', out, '--lr', '-1e-3'], 2, '--lr', 'Unknown arguments'],
     ['filip-data', ['filter', ingested, '-o', out, '--near-dup-distance', '-Infinity'], 2, '--near-dup-distance', 'Unknown arguments'],
+    ['filip-data', ['filter', ingested, '-o', out, '--near-dup-distance', '25'], 2, '--near-dup-distance', 'shards written'],
+    ['filip-data', ['filter', ingested, '-o', out, '--near-dup-check', 'fast'], 1, 'near-dup-check', 'shards written'],
     // An unknown flag is named as typed, without the camel-case key yargs made from it.
     ['filip-data', ['ingest', manifest, '-o', out, '--foo-bar', '1'], 1, 'Unknown argument: foo-bar', 'fooBar'],
     // A check that used to throw: the help and the message, no stack.

@@ -110,9 +110,9 @@ function ruleSetting(rule: string, f: Record<string, unknown>): string {
     case 'repeated_text':
       return `caption occurs more than ${String(f.maxRepeats)} times`;
     case 'contaminated':
-      return `pHash distance <= ${String(f.contaminationDistance)} to ${Array.isArray(f.decontaminate) ? f.decontaminate.length : 0} evaluation set(s)`;
+      return `pHash distance <= ${String(f.contaminationDistance)}${confirmedBy(f)} to ${Array.isArray(f.decontaminate) ? f.decontaminate.length : 0} evaluation set(s)`;
     case 'near_duplicate':
-      return `pHash distance <= ${String(f.nearDupDistance)} to an image kept earlier`;
+      return `pHash distance <= ${String(f.nearDupDistance)}${confirmedBy(f)} to an image kept earlier`;
     default:
       return '';
   }
@@ -223,4 +223,9 @@ export async function writeDatasetCard(dir: string, card: DatasetCard): Promise<
   await writeFileAtomic(json, `${JSON.stringify(card, null, 2)}\n`);
   await writeFileAtomic(md, renderDatasetCard(card));
   return { json, md };
+}
+
+/** How the filter options confirmed a pHash match (runs before the option existed: the pHash alone). */
+function confirmedBy(f: Record<string, unknown>): string {
+  return f.nearDupCheck === 'aligned' ? ', confirmed by the check (chroma hash, then thumbnails with the crop undone)' : '';
 }
