@@ -212,3 +212,79 @@ describe('PhashIndex: rows without check data', () => {
     }
   });
 });
+
+describe('PhashIndex with the check, across merges', () => {
+  test('answers as the definition applied to every stored picture in the order added', () => {
+    // Families of hashes near a few bases, each family one picture: a row carries a copy of it (passes),
+    // its chroma hash with another thumbnail (fails the aligned stage), another picture (fails the chroma
+    // stage) or no check data (the pHash alone, within PHASH_ONLY_DISTANCE). 12,000 rows: the tables
+    // are rebuilt from the tail twice, so both the tables' and the tail's chroma copies are read.
+    let seed = 99;
+    const rand = (): number => {
+      seed = (seed + 0x6d2b79f5) >>> 0;
+      let t = seed;
+      t = Math.imul(t ^ (t >>> 15), t | 1);
+      t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+      return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
+    };
+    const word = (): number => Math.floor(rand() * 2 ** 32);
+    const hex = (hi: number, lo: number): string => (hi >>> 0).toString(16).padStart(8, '0') + (lo >>> 0).toString(16).padStart(8, '0');
+    const picture = (): Uint8Array => Uint8Array.from({ length: NEAR_DUP_CHECK_BYTES }, () => Math.floor(rand() * 256));
+    const bases = Array.from({ length: 60 }, () => ({ hi: word(), lo: word(), picture: picture() }));
+    const rows = Array.from({ length: 12_000 }, () => {
+      const base = bases[Math.floor(rand() * bases.length)]!;
+      let { hi, lo } = base;
+      for (let k = Math.floor(rand() * 22); k > 0; k--) {
+        const b = Math.floor(rand() * 64);
+        if (b < 32) hi ^= 1 << b;
+        else lo ^= 1 << (b - 32);
+      }
+      const kind = rand();
+      let check: Uint8Array | undefined;
+      if (kind < 0.5) {
+        check = Uint8Array.from(base.picture);
+        for (let i = 16; i < check.length; i += 5) check[i] = Math.max(0, Math.min(255, check[i]! + Math.floor(rand() * 7) - 3));
+        check[Math.floor(rand() * 16)]! ^= 1 << Math.floor(rand() * 8);
+      } else if (kind < 0.6) {
+        check = Uint8Array.from(base.picture);
+        for (let i = 16; i < check.length; i++) check[i] = Math.floor(rand() * 256);
+      } else if (kind < 0.9) check = picture();
+      const weak = hex(0x001f001f, 0x001f001f);
+      return { hash: hex(hi, lo), weak, check };
+    });
+    const index = new PhashIndex(20, DEFAULT_NEAR_DUP_CHECK);
+    const stored: typeof rows = [];
+    const bits = (a: string, b: string): number => hamming(a, b);
+    const reached = (s: string, q: string, weak: string): boolean => {
+      for (let c = 0; c < 4; c++) {
+        const x = parseInt(s.slice(4 * c, 4 * c + 4), 16) ^ parseInt(q.slice(4 * c, 4 * c + 4), 16);
+        if ((x & ~parseInt(weak.slice(4 * c, 4 * c + 4), 16) & 0xffff) === 0) return true;
+      }
+      return false;
+    };
+    const definition = (q: (typeof rows)[number]): string | undefined => {
+      for (const s of stored) {
+        const d = bits(s.hash, q.hash);
+        if (d > 20 || !reached(s.hash, q.hash, q.weak)) continue;
+        const pass = s.check === undefined || q.check === undefined ? d <= PHASH_ONLY_DISTANCE : confirmNearDup(s.check, q.check, DEFAULT_NEAR_DUP_CHECK);
+        if (pass) return s.hash;
+      }
+      return undefined;
+    };
+    let asked = 0;
+    let found = 0;
+    rows.forEach((row, i) => {
+      // Every row is stored; every 20th is also looked up first (the definition is a scan).
+      if (i % 20 === 0) {
+        const want = definition(row);
+        assert.equal(index.find(row.hash, row.weak, row.check), want, `row ${i}`);
+        asked++;
+        if (want !== undefined) found++;
+      }
+      index.add(row.hash, row.check);
+      stored.push(row);
+    });
+    assert.equal(index.size, rows.length);
+    assert.ok(found > 100 && found < asked - 50, `${found} of ${asked} lookups match`);
+  });
+});

@@ -27,8 +27,8 @@
 ;; most $maxChroma bits and the imported accept(insertion number, distance) (the aligned comparison,
 ;; in JavaScript) agrees. Entries of a bucket are in insertion order, so the scan of a bucket stops at
 ;; the first entry no earlier than the best so far; accept is asked only about earlier ones.
-;; A first pass loads the first, middle and last-plus-one hash, the first id and (with $checked) the
-;; first and middle chroma hash of every probed bucket:
+;; A first pass loads the first, middle and last-plus-one hash, the first id and (with $checked) every
+;; line of chroma hashes of every probed bucket:
 ;; independent loads, so the CPU overlaps their cache misses; the second pass, which does the work,
 ;; then finds the buckets in cache (128 probes into a million hashes: 50k lookups/s without that
 ;; pass, 130k with it).
@@ -60,7 +60,7 @@
     (local $q i64) (local $p i32) (local $w i32) (local $c i32) (local $o i32)
     (local $base i32) (local $start i32) (local $stop i32) (local $ptr i32) (local $end i32)
     (local $best i32) (local $id i32) (local $touch i64) (local $i i32) (local $dist i32)
-    (local $q0 i64) (local $q1 i64) (local $idBase i32) (local $word i32) (local $k i32)
+    (local $q0 i64) (local $q1 i64) (local $idBase i32) (local $word i32) (local $k i32) (local $at i32)
     (if (local.get $checked)
       (then
         (local.set $q0 (i64.load (local.get $qchroma)))
@@ -93,13 +93,16 @@
                                                       (i32.shl (local.get $start) (i32.const 2)))))))))
         (if (local.get $checked)
           (then
-            ;; The bucket's chroma hashes: the first line, and the middle one.
+            ;; The bucket's chroma hashes
             (local.set $o (i32.add (local.get $cht) (i32.shl (i32.mul (local.get $c) (local.get $idStride)) (i32.const 2))))
-            (local.set $touch
-              (i64.xor (local.get $touch)
-                (i64.xor (i64.load (i32.add (local.get $o) (i32.shl (local.get $start) (i32.const 4))))
-                         (i64.load (i32.add (local.get $o)
-                           (i32.shl (i32.shr_u (i32.add (local.get $start) (local.get $stop)) (i32.const 1)) (i32.const 4)))))))))
+            ;; (its lines: 4 entries each; the first, and then every fourth entry up to the end)
+            (local.set $i (local.get $start))
+            (block $lines
+              (loop $line
+                (br_if $lines (i32.ge_u (local.get $i) (local.get $stop)))
+                (local.set $touch (i64.xor (local.get $touch) (i64.load (i32.add (local.get $o) (i32.shl (local.get $i) (i32.const 4))))))
+                (local.set $i (i32.add (local.get $i) (i32.const 4)))
+                (br $line)))))
         (local.set $p (i32.add (local.get $p) (i32.const 1)))
         (br $next)))
 
@@ -117,28 +120,39 @@
         (local.set $idBase (i32.add (local.get $ids) (i32.mul (local.get $c) (local.get $idStride))))
         (local.set $k (i32.load (local.get $o)))
         (local.set $end (i32.load offset=4 (local.get $o)))
+        (local.set $o (i32.add (local.get $cht) (i32.shl (i32.mul (local.get $c) (local.get $idStride)) (i32.const 2))))
         (block $bucket
           (loop $entry
             (br_if $bucket (i32.ge_u (local.get $k) (local.get $end)))
-            (local.set $word (i32.load (i32.add (local.get $idBase) (i32.shl (local.get $k) (i32.const 2)))))
-            (local.set $id (i32.and (local.get $word) (i32.const 0x7fffffff)))
-            ;; Insertion order within a bucket: nothing further on can be earlier than the best.
-            (br_if $bucket (i32.ge_u (local.get $id) (local.get $best)))
             (local.set $dist
               (i32.wrap_i64 (i64.popcnt (i64.xor (i64.load (i32.add (local.get $base) (i32.shl (local.get $k) (i32.const 3))))
                                                  (local.get $q)))))
             (if (i32.le_u (local.get $dist) (local.get $d))
               (then
-                ;; (`or` would evaluate both sides: $confirm is called only with $checked set)
+                (local.set $word (i32.load (i32.add (local.get $idBase) (i32.shl (local.get $k) (i32.const 2)))))
+                (local.set $id (i32.and (local.get $word) (i32.const 0x7fffffff)))
+                ;; Insertion order within a bucket: nothing further on can be earlier than the best.
+                (br_if $bucket (i32.ge_u (local.get $id) (local.get $best)))
                 (if (i32.eqz (local.get $checked))
                   (then
                     (local.set $best (local.get $id))
-                    (br $bucket))
+                    (br $bucket)))
+                ;; The check ($confirm, inlined): chroma here, the aligned stage in JavaScript.
+                (if (i32.and (local.get $qHas) (i32.shr_u (local.get $word) (i32.const 31)))
+                  (then
+                    (local.set $at (i32.add (local.get $o) (i32.shl (local.get $k) (i32.const 4))))
+                    (if (i32.le_u
+                          (i32.wrap_i64
+                            (i64.add (i64.popcnt (i64.xor (i64.load (local.get $at)) (local.get $q0)))
+                                     (i64.popcnt (i64.xor (i64.load offset=8 (local.get $at)) (local.get $q1)))))
+                          (local.get $maxChroma))
+                      (then
+                        (if (call $accept (local.get $id) (local.get $dist))
+                          (then
+                            (local.set $best (local.get $id))
+                            (br $bucket))))))
                   (else
-                    (if (call $confirm (local.get $id) (local.get $dist) (i32.shr_u (local.get $word) (i32.const 31))
-                                       (i32.add (i32.add (local.get $cht) (i32.shl (i32.mul (local.get $c) (local.get $idStride)) (i32.const 2)))
-                                                (i32.shl (local.get $k) (i32.const 4)))
-                                       (local.get $qHas) (local.get $maxChroma) (local.get $only) (local.get $q0) (local.get $q1))
+                    (if (i32.le_u (local.get $dist) (local.get $only))
                       (then
                         (local.set $best (local.get $id))
                         (br $bucket)))))))
