@@ -103,3 +103,16 @@ test('demo: run again on the same folder, every stage starts afresh (the README 
   // The training step (the last) ran again too: its run folder held the first run's checkpoint.
   assert.match(report, /saved .*ckpt-\d+ \(step \d+\)/);
 });
+
+test('demo: a corpus planned for another near_duplicate rule is planned again, not reused', async () => {
+  // An older release planned its distinct scenes for the pHash alone at 10 bits: under today's rule
+  // some of them would be near duplicates of each other, and the demo would report rows that differ.
+  const file = path.join(tmp, 'corpus', 'corpus.json');
+  const stored = JSON.parse(await fs.readFile(file, 'utf8')) as { nearDupRule?: string };
+  const current = stored.nearDupRule;
+  assert.match(String(current), /^pHash <= \d+ bits, chroma <= \d+ bits, aligned < [\d.]+$/);
+  await fs.writeFile(file, JSON.stringify({ ...stored, nearDupRule: 'pHash <= 10 bits' }));
+  const { report } = await demo();
+  assert.match(report, /0 rows differ from expected\.json/);
+  assert.equal((JSON.parse(await fs.readFile(file, 'utf8')) as { nearDupRule?: string }).nearDupRule, current);
+});

@@ -13,6 +13,7 @@ import { FilipError } from '../core/errors.js';
 import { intOption, rejectUnknownKeys } from '../core/options.js';
 import type { ReasonCode } from '../core/reasons.js';
 import { DEFAULT_NEAR_DUP_DISTANCE } from '../filters/phash-index.js';
+import { DEFAULT_NEAR_DUP_CHECK } from '../image/near-dup-check.js';
 import { hammingDistance, imageHash, imageHashes, matchUnderRule, type RuleHashes } from './phash.js';
 import { deriveSeed, Rng } from './random.js';
 import { planScene, renderScene, scaleObjects, type DemoBackground, type DemoObject, type SceneSpec } from './scene.js';
@@ -116,6 +117,16 @@ export interface DemoCorpus {
   readonly files: readonly string[];
   /** Rows per expected outcome: 'ok', 'ingest:<code>', 'filter:<code>'. */
   readonly summary: Readonly<Record<string, number>>;
+  /**
+   * The near_duplicate rule the scenes were planned for (demoNearDupRule()). A corpus planned for
+   * another rule may hold distinct scenes that this one matches: the demo plans it again.
+   */
+  readonly nearDupRule?: string;
+}
+
+/** The near_duplicate rule a corpus is planned for, as a string (distance, then the check's thresholds). */
+export function demoNearDupRule(): string {
+  return `pHash <= ${DEFAULT_NEAR_DUP_DISTANCE} bits, chroma <= ${DEFAULT_NEAR_DUP_CHECK.maxChromaBits} bits, aligned < ${DEFAULT_NEAR_DUP_CHECK.maxAlignedDistance}`;
 }
 
 export interface DemoCorpusOptions {
@@ -671,6 +682,7 @@ export async function generateDemoCorpus(dir: string, opts: DemoCorpusOptions = 
     scenes,
     files,
     summary,
+    nearDupRule: demoNearDupRule(),
   };
   const { dir: _dir, ...stored } = corpus;
   await writeFile(join(dir, CORPUS_FILE), JSON.stringify(stored, null, 1) + '\n');

@@ -9,7 +9,7 @@ import { readRejects } from '../pipeline/output.js';
 import { checkShardOutput, formatShardSummary, runShard, type ShardRunSummary } from '../pipeline/shard-run.js';
 import { committedShards, readShardSamples } from '../pipeline/shard-source.js';
 import type { ProgressMode } from '../pipeline/progress.js';
-import { generateDemoCorpus, loadDemoCorpus, writeDemoManifest, type DemoCorpus } from './corpus.js';
+import { demoNearDupRule, generateDemoCorpus, loadDemoCorpus, writeDemoManifest, type DemoCorpus } from './corpus.js';
 import { DEMO_IMAGE_OPTIONS } from './phash.js';
 import { startDemoServer } from './server.js';
 import { ApertiumTranslator, DEFAULT_PIVOTS, SOURCE_LANGUAGE } from '../translate/index.js';
@@ -55,7 +55,8 @@ async function corpusFor(dir: string, seed: number, scenes: number): Promise<Dem
   try {
     const c = await loadDemoCorpus(dir);
     const good = c.scenes.filter((s) => s.copyOf === undefined).length;
-    if (c.seed === seed && good >= scenes) return c;
+    // Planned for this seed, this many scenes and this near_duplicate rule (see DemoCorpus.nearDupRule).
+    if (c.seed === seed && good >= scenes && c.nearDupRule === demoNearDupRule()) return c;
   } catch {
     // none yet
   }
