@@ -12,7 +12,8 @@
 //
 // Memory: `--records` synthetic records go into a fresh redis-server through the same slot functions
 // and keys the committer uses (src/scale/state.ts), one structure at a time, with INFO memory
-// (used_memory) read before and after each. Then the cost of near_duplicate at that size, for a chunk
+// (used_memory) read before and after each; the near-duplicate structures without and with the
+// check (the filter's default; random check data). Then the cost of near_duplicate at that size, for a chunk
 // of 100 and of 1,000 rows at the default distance and 6: with the bucketed index in Redis (the
 // default; round trips, keys and bytes read, seconds, median of 3), and with a committer's replica of
 // the pHash log (its load on a worker's first commit, then per chunk a sync and local lookups).
@@ -30,8 +31,19 @@ import { mulberry32 } from '../src/core/random.js';
 import { connectRedis, parseQueueUrl } from '../src/scale/connection.js';
 import { Keys } from '../src/scale/plan.js';
 import { DEFAULT_NEAR_DUP_DISTANCE } from '../src/filters/phash-index.js';
-import { PHASH_ENTRY_BYTES, RedisPhashIndex } from '../src/scale/phash-redis.js';
-import { appendExactLua, captionSlot, DEFAULT_BUCKET_BITS, imageSlot, NearDupReplica, pairSlot, urlSlot, type Slot } from '../src/scale/state.js';
+import { DEFAULT_NEAR_DUP_CHECK, NEAR_DUP_CHECK_BYTES } from '../src/image/near-dup-check.js';
+import { PHASH_CHECKED_ENTRY_BYTES, PHASH_ENTRY_BYTES, RedisPhashIndex } from '../src/scale/phash-redis.js';
+import {
+  appendExactLua,
+  captionSlot,
+  DEFAULT_BUCKET_BITS,
+  imageSlot,
+  NEAR_DUP_RECORD_CHECKED_BYTES,
+  NearDupReplica,
+  pairSlot,
+  urlSlot,
+  type Slot,
+} from '../src/scale/state.js';
 import { startRedis } from '../test/helpers/redis.js';
 import { memoryServer } from './memory-server.js';
 import { makePhotoCorpus } from './photos.js';
@@ -129,11 +141,28 @@ async function memory(records: number, redisUrl: string) {
     ['near-dup pHash log (n, replica only)', (p, _i, r) => {
       p.append(keys.nearDups, Buffer.from(r.phash, 'hex'));
     }],
+    // With the near-duplicate check (the filter's default), under their own keys.
+    [`index + check (4 x ${PHASH_CHECKED_ENTRY_BYTES} B, c:<i> ${NEAR_DUP_CHECK_BYTES} B)`, (p, i, r) => {
+      for (const a of checked.insertion(r.phash, i, checkOf(i))) p.evalsha(appendSha, 1, a.append, a.bytes);
+    }],
+    [`log + check (n, ${NEAR_DUP_RECORD_CHECKED_BYTES} B a record)`, (p, i, r) => {
+      p.append(checkedKeys.nearDups, checkedReplica.record(r.phash, checkOf(i)));
+    }],
   ];
   const bucketed = new RedisPhashIndex(keys);
+  const checkedKeys = new Keys('memc');
+  const checked = new RedisPhashIndex(checkedKeys, { check: DEFAULT_NEAR_DUP_CHECK });
+  const checkedReplica = new NearDupReplica(DEFAULT_NEAR_DUP_DISTANCE, DEFAULT_NEAR_DUP_CHECK);
+  /** Synthetic check data (random bytes: the size is what counts here). */
+  const checkOf = (i: number): Uint8Array => {
+    const out = new Uint8Array(NEAR_DUP_CHECK_BYTES);
+    const r = mulberry32(i + 1);
+    for (let k = 0; k < out.length; k++) out[k] = Math.floor(r() * 256);
+    return out;
+  };
   const appendSha = String(await redis.script('LOAD', appendExactLua('KEYS[1]', 'ARGV[1]')));
   console.log(`\nRedis memory at ${records.toLocaleString('en')} records, ${2 ** bits} buckets per structure (redis-server ${(await redis.info('server')).match(/redis_version:(\S+)/)![1]})`);
-  console.log(`structure                            MB   bytes/record   (pHash index entry: ${PHASH_ENTRY_BYTES} B per table)`);
+  console.log(`structure                            MB   bytes/record   (pHash index entry: ${PHASH_ENTRY_BYTES} B per table, ${PHASH_CHECKED_ENTRY_BYTES} B with the check)`);
   const perRecord = new Map<string, number>();
   for (const [name, op] of structures) {
     const before = await usedMemory(redis);
@@ -148,9 +177,13 @@ async function memory(records: number, redisUrl: string) {
   }
   const all = [...perRecord.values()];
   const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
-  // A kept row has one of each, with one of the two near-duplicate structures (the last two lines).
-  console.log(`${'all, one kept row (default: index)'.padEnd(34)} ${((sum(all.slice(0, -1)) * records) / 1e6).toFixed(1).padStart(6)}   ${sum(all.slice(0, -1)).toFixed(1).padStart(6)}`);
-  console.log(`${'all, one kept row (replica: log)'.padEnd(34)} ${(((sum(all) - all.at(-2)!) * records) / 1e6).toFixed(1).padStart(6)}   ${(sum(all) - all.at(-2)!).toFixed(1).padStart(6)}`);
+  // A kept row has one of each of the first four, with one of the near-duplicate structures.
+  const base = sum(all.slice(0, 4));
+  const line = (name: string, perRow: number) => console.log(`${name.padEnd(34)} ${((perRow * records) / 1e6).toFixed(1).padStart(6)}   ${perRow.toFixed(1).padStart(6)}`);
+  line('all, one kept row (index + check)', base + all[6]!);
+  line('all, one kept row (log + check)', base + all[7]!);
+  line('all, one kept row (index, no check)', base + all[4]!);
+  line('all, one kept row (log, no check)', base + all[5]!);
 
   // What a committer pays for near_duplicate per chunk. Queries are random hashes: at this size a
   // random hash has no match, so the work is the probing itself (what every row costs).
@@ -175,6 +208,22 @@ async function memory(records: number, redisUrl: string) {
         `${'redis (bucketed)'.padEnd(20)} ${String(distance).padStart(8)}  ${String(rows).padStart(4)}   ${median(times).toFixed(3).padStart(7)}   ${String(stats!.roundTrips).padStart(11)}   ${String(stats!.keys).padStart(9)}   ${(stats!.bytes / 1e6).toFixed(1).padStart(7)}   ${(stats!.candidates / rows).toFixed(0).padStart(14)}`,
       );
     }
+  }
+  // The same with the check (entries 28 B; random check data, so the chroma stage refuses the candidates).
+  for (const rows of [100, 1000]) {
+    const times: number[] = [];
+    let stats: Awaited<ReturnType<typeof checked.lookup>>['stats'] | undefined;
+    for (let rep = 0; rep < 3; rep++) {
+      const queries = Array.from({ length: rows }, (_, k) => ({ phash: hex(16), weak: weakMask(), check: checkOf(records + rep * rows + k) }));
+      const t0 = performance.now();
+      const found = await checked.lookup(redis, queries);
+      for (const q of queries) if (found.index.find(q.phash, q.weak, q.check) === undefined) found.index.add(q.phash, q.check);
+      times.push((performance.now() - t0) / 1000);
+      stats = found.stats;
+    }
+    console.log(
+      `${'redis + check'.padEnd(20)} ${String(DEFAULT_NEAR_DUP_DISTANCE).padStart(8)}  ${String(rows).padStart(4)}   ${median(times).toFixed(3).padStart(7)}   ${String(stats!.roundTrips).padStart(11)}   ${String(stats!.keys).padStart(9)}   ${(stats!.bytes / 1e6).toFixed(1).padStart(7)}   ${(stats!.candidates / rows).toFixed(0).padStart(14)}`,
+    );
   }
   // The replica: loaded once per worker (its first commit), then per chunk one sync round trip and local lookups.
   for (const distance of [DEFAULT_NEAR_DUP_DISTANCE, 6]) {

@@ -85,9 +85,8 @@ const BUCKETS = 1 << 16;
 const MIN_TAIL = 4096;
 const TAIL_SHIFT = 5;
 const NONE = 0xffffffff;
-/** Bit 31 of a table id: the picture has check data; the rest is its insertion number. */
+/** Bit 31 of a table id: the picture has check data (the scan masks it off the insertion number). */
 const HAS_CHECK = 0x80000000;
-const ID_MASK = 0x7fffffff;
 /** Bytes of one chunk's bucket offsets (u32[65537]), as phash-scan.wat assumes. */
 const OFFSETS_BYTES = (BUCKETS + 1) * 4;
 /** Most probes of one lookup. */
@@ -211,9 +210,8 @@ export class PhashIndex {
 
   /** The check candidates must pass, or undefined (the pHash alone decides). */
   readonly check: NearDupCheckThresholds | undefined;
-  /** Check data per insertion number (NEAR_DUP_CHECK_BYTES each), its chroma hash (16 each) and whether it was given; only with `check`. */
+  /** Check data per insertion number (NEAR_DUP_CHECK_BYTES each) and whether it was given; only with `check`. */
   #checks: Uint8Array = new Uint8Array(0);
-  #chroma: Uint8Array = new Uint8Array(0);
   #hasCheck: Uint8Array = new Uint8Array(0);
   /** The check data of the query being looked up (find). */
   #query: Uint8Array | undefined;
@@ -270,13 +268,9 @@ export class PhashIndex {
         const checks = new Uint8Array(grown * NEAR_DUP_CHECK_BYTES);
         checks.set(this.#checks);
         this.#checks = checks;
-        const chroma = new Uint8Array(grown * CHROMA_BYTES);
-        chroma.set(this.#chroma);
-        this.#chroma = chroma;
       }
       if (check !== undefined) {
         this.#checks.set(check, id * NEAR_DUP_CHECK_BYTES);
-        this.#chroma.set(check.subarray(0, CHROMA_BYTES), id * CHROMA_BYTES);
         this.#hasCheck[id] = 1;
       }
     }
@@ -430,7 +424,7 @@ export class PhashIndex {
     const ints = this.#ints;
     const tail = this.#tailAt / 4;
     const checked = this.check !== undefined;
-    const built: { offsets: Uint32Array; hashes: Uint32Array; ids: Uint32Array; chroma: Uint8Array }[] = [];
+    const built: { offsets: Uint32Array; hashes: Uint32Array; ids: Uint32Array; chroma: Uint32Array }[] = [];
     for (let c = 0; c < CHUNKS; c++) {
       const oldOffsets = (OFFSETS_AT + c * OFFSETS_BYTES) / 4;
       const oldHashes = (this.#hashesAt + c * 8 * (frozen + 1)) / 4;
@@ -447,14 +441,19 @@ export class PhashIndex {
       const hashes = new Uint32Array(2 * (n + 1));
       const ids = new Uint32Array(n);
       // With a check, bit 31 of an id says the picture has check data, and its chroma hash follows the
-      // entry's order (phash-scan.wat); both come from #hasCheck and #chroma.
-      const chroma = new Uint8Array(checked ? CHROMA_BYTES * n : 0);
+      // entry's order (phash-scan.wat): copied with the entry from the old table or the tail slot.
+      const chroma = new Uint32Array(checked ? (CHROMA_BYTES / 4) * n : 0);
+      const oldChroma = (this.#chromaAt + c * CHROMA_BYTES * frozen) / 4;
+      const tailChroma = this.#tailChromaAt / 4;
+      const tailFlags = this.#tailFlagsAt;
+      const bytes = this.#bytesView;
       for (let b = 0; b < BUCKETS; b++) {
         let at = offsets[b]!;
         for (let j = words[oldOffsets + b]!, end = words[oldOffsets + b + 1]!; j < end; j++, at++) {
           hashes[2 * at] = words[oldHashes + 2 * j]!;
           hashes[2 * at + 1] = words[oldHashes + 2 * j + 1]!;
           ids[at] = words[oldIds + j]!;
+          if (checked) for (let k = 0; k < 4; k++) chroma[4 * at + k] = words[oldChroma + 4 * j + k]!;
         }
         at = offsets[b + 1]!;
         for (let i = ints[heads + b]!; i >= 0; i = ints[links + i]!) {
@@ -462,16 +461,10 @@ export class PhashIndex {
           hashes[2 * at] = words[tail + 2 * i]!;
           hashes[2 * at + 1] = words[tail + 2 * i + 1]!;
           ids[at] = frozen + i;
-        }
-      }
-      if (checked) {
-        const from = new Uint32Array(this.#chroma.buffer, this.#chroma.byteOffset, this.#chroma.length / 4);
-        const to = new Uint32Array(chroma.buffer);
-        for (let at = 0; at < n; at++) {
-          const id = ids[at]! & ID_MASK;
-          if (this.#hasCheck[id] !== 1) continue;
-          ids[at] = (id | HAS_CHECK) >>> 0;
-          for (let k = 0; k < 4; k++) to[4 * at + k] = from[4 * id + k]!;
+          if (checked && bytes[tailFlags + i] === 1) {
+            ids[at] = (ids[at]! | HAS_CHECK) >>> 0;
+            for (let k = 0; k < 4; k++) chroma[4 * at + k] = words[tailChroma + 4 * i + k]!;
+          }
         }
       }
       built.push({ offsets, hashes, ids, chroma });
@@ -482,7 +475,7 @@ export class PhashIndex {
       this.#words.set(offsets, (OFFSETS_AT + c * OFFSETS_BYTES) / 4);
       this.#words.set(hashes, (this.#hashesAt + c * 8 * (n + 1)) / 4);
       this.#words.set(ids, (this.#idsAt + c * 4 * n) / 4);
-      if (checked) this.#bytesView.set(chroma, this.#chromaAt + c * CHROMA_BYTES * n);
+      if (checked) this.#words.set(chroma, (this.#chromaAt + c * CHROMA_BYTES * n) / 4);
     });
   }
 }
