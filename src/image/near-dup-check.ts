@@ -28,7 +28,7 @@
 // scripts/near-dup-eval.ts on transformed copies of real photos; see DEFAULT_NEAR_DUP_DISTANCE in
 // src/filters/phash-index.ts.
 
-import { dct2d, PHASH_BLOCK, PHASH_GRID } from './phash.js';
+import { channelGrid, dct2d, PHASH_BLOCK, PHASH_GRID } from './phash.js';
 
 /** Side of the grey thumbnail. */
 export const THUMB_SIDE = 24;
@@ -69,52 +69,13 @@ export function checkFromPixels(pixels: ArrayLike<number>, width: number, height
   }
   const out = new Uint8Array(NEAR_DUP_CHECK_BYTES);
   // B - Y and R - Y, Y = 0.299 R + 0.587 G + 0.114 B.
-  const blue = grid(pixels, width, height, channels, PHASH_GRID, CHROMA_SAMPLES, -0.299, -0.587, 0.886);
-  const red = grid(pixels, width, height, channels, PHASH_GRID, CHROMA_SAMPLES, 0.701, -0.587, -0.114);
+  const blue = channelGrid(pixels, width, height, channels, PHASH_GRID, CHROMA_SAMPLES, -0.299, -0.587, 0.886);
+  const red = channelGrid(pixels, width, height, channels, PHASH_GRID, CHROMA_SAMPLES, 0.701, -0.587, -0.114);
   packSignBits(blue, out, 0);
   packSignBits(red, out, 8);
-  const thumb = grid(pixels, width, height, channels, THUMB_SIDE, THUMB_SAMPLES, 0.299, 0.587, 0.114);
+  const thumb = channelGrid(pixels, width, height, channels, THUMB_SIDE, THUMB_SAMPLES, 0.299, 0.587, 0.114);
   for (let i = 0; i < thumb.length; i++) out[CHROMA_BYTES + i] = Math.max(0, Math.min(255, Math.round(thumb[i]!)));
   return out;
-}
-
-/** An n x n grid of the weighted channel sum, each cell the mean of k x k points spread over its area. */
-function grid(
-  pixels: ArrayLike<number>,
-  width: number,
-  height: number,
-  channels: number,
-  n: number,
-  k: number,
-  wr: number,
-  wg: number,
-  wb: number,
-): Float64Array {
-  const xs = positions(width, n, k);
-  const ys = positions(height, n, k);
-  const out = new Float64Array(n * n);
-  for (let cy = 0; cy < n; cy++) {
-    for (let sy = 0; sy < k; sy++) {
-      const rowStart = ys[cy * k + sy]! * width;
-      for (let cx = 0; cx < n; cx++) {
-        let sum = 0;
-        for (let sx = 0; sx < k; sx++) {
-          const p = (rowStart + xs[cx * k + sx]!) * channels;
-          sum += wr * pixels[p]! + wg * pixels[p + 1]! + wb * pixels[p + 2]!;
-        }
-        out[cy * n + cx] += sum;
-      }
-    }
-  }
-  const scale = 1 / (k * k);
-  for (let i = 0; i < out.length; i++) out[i] *= scale;
-  return out;
-}
-
-function positions(side: number, n: number, k: number): Int32Array {
-  const at = new Int32Array(n * k);
-  for (let i = 0; i < at.length; i++) at[i] = Math.min(side - 1, Math.floor(((i + 0.5) * side) / (n * k)));
-  return at;
 }
 
 /** The signs of the grid's 8 x 8 lowest DCT coefficients against their median, 8 bytes at `at`. */

@@ -98,20 +98,39 @@ export function lumaGrid(
   if (pixels.length < width * height * channels || width < 1 || height < 1) {
     throw new RangeError(`lumaGrid: ${pixels.length} values cannot hold ${width}x${height}x${channels}`);
   }
-  const k = samplesPerCell;
-  const xs = samplePositions(width, k);
-  const ys = samplePositions(height, k);
-  const grid = new Float64Array(PHASH_GRID * PHASH_GRID);
-  for (let cy = 0; cy < PHASH_GRID; cy++) {
+  return channelGrid(pixels, width, height, channels, PHASH_GRID, samplesPerCell, 0.299, 0.587, 0.114);
+}
+
+/**
+ * An n x n row-major grid of the weighted channel sum wr R + wg G + wb B of interleaved 8-bit pixels
+ * (`channels` >= 3), each cell the mean of k x k points spread evenly over its area (nearest pixel):
+ * lumaGrid's sampling for any grid side and weights. Arguments are not checked (lumaGrid and
+ * near-dup-check.ts check them).
+ */
+export function channelGrid(
+  pixels: ArrayLike<number>,
+  width: number,
+  height: number,
+  channels: number,
+  n: number,
+  k: number,
+  wr: number,
+  wg: number,
+  wb: number,
+): Float64Array {
+  const xs = samplePositions(width, n, k);
+  const ys = samplePositions(height, n, k);
+  const grid = new Float64Array(n * n);
+  for (let cy = 0; cy < n; cy++) {
     for (let sy = 0; sy < k; sy++) {
       const rowStart = ys[cy * k + sy]! * width;
-      for (let cx = 0; cx < PHASH_GRID; cx++) {
+      for (let cx = 0; cx < n; cx++) {
         let sum = 0;
         for (let sx = 0; sx < k; sx++) {
           const p = (rowStart + xs[cx * k + sx]!) * channels;
-          sum += 0.299 * pixels[p]! + 0.587 * pixels[p + 1]! + 0.114 * pixels[p + 2]!;
+          sum += wr * pixels[p]! + wg * pixels[p + 1]! + wb * pixels[p + 2]!;
         }
-        grid[cy * PHASH_GRID + cx] += sum;
+        grid[cy * n + cx] += sum;
       }
     }
   }
@@ -120,11 +139,11 @@ export function lumaGrid(
   return grid;
 }
 
-/** Pixel index of sample s of cell c, at (c + (s + 0.5) / k) / 32 of the side. */
-function samplePositions(side: number, k: number): Int32Array {
-  const positions = new Int32Array(PHASH_GRID * k);
+/** Pixel index of sample s of cell c, at (c + (s + 0.5) / k) / n of the side. */
+function samplePositions(side: number, n: number, k: number): Int32Array {
+  const positions = new Int32Array(n * k);
   for (let i = 0; i < positions.length; i++) {
-    positions[i] = Math.min(side - 1, Math.floor(((i + 0.5) * side) / (PHASH_GRID * k)));
+    positions[i] = Math.min(side - 1, Math.floor(((i + 0.5) * side) / (n * k)));
   }
   return positions;
 }
