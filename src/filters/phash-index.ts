@@ -85,6 +85,9 @@ const BUCKETS = 1 << 16;
 const MIN_TAIL = 4096;
 const TAIL_SHIFT = 5;
 const NONE = 0xffffffff;
+/** Ids per block of check data (2^12: 2.4 MB a block). */
+const CHECK_BLOCK_SHIFT = 12;
+const CHECK_BLOCK_MASK = (1 << CHECK_BLOCK_SHIFT) - 1;
 /** Bit 31 of a table id: the picture has check data (the scan masks it off the insertion number). */
 const HAS_CHECK = 0x80000000;
 /** Bytes of one chunk's bucket offsets (u32[65537]), as phash-scan.wat assumes. */
@@ -210,8 +213,12 @@ export class PhashIndex {
 
   /** The check candidates must pass, or undefined (the pHash alone decides). */
   readonly check: NearDupCheckThresholds | undefined;
-  /** Check data per insertion number (NEAR_DUP_CHECK_BYTES each) and whether it was given; only with `check`. */
-  #checks: Uint8Array = new Uint8Array(0);
+  /**
+   * Check data per insertion number, in blocks of CHECK_BLOCK ids (NEAR_DUP_CHECK_BYTES each: one
+   * array would pass the 4 GiB an ArrayBuffer may hold at ~7 million pictures), and whether it was
+   * given; only with `check`.
+   */
+  #checks: Uint8Array[] = [];
   #hasCheck: Uint8Array = new Uint8Array(0);
   /** The check data of the query being looked up (find). */
   #query: Uint8Array | undefined;
@@ -240,7 +247,8 @@ export class PhashIndex {
 
   /** Bytes held by the index: its two arrays of hashes, the check data and the WebAssembly memory. */
   get bytes(): number {
-    return this.#hi.byteLength + this.#lo.byteLength + this.#checks.byteLength + this.#hasCheck.byteLength + this.#memory.buffer.byteLength;
+    const checks = this.#checks.reduce((n, b) => n + b.byteLength, 0);
+    return this.#hi.byteLength + this.#lo.byteLength + checks + this.#hasCheck.byteLength + this.#memory.buffer.byteLength;
   }
 
   /**
@@ -265,12 +273,11 @@ export class PhashIndex {
         const has = new Uint8Array(grown);
         has.set(this.#hasCheck);
         this.#hasCheck = has;
-        const checks = new Uint8Array(grown * NEAR_DUP_CHECK_BYTES);
-        checks.set(this.#checks);
-        this.#checks = checks;
       }
       if (check !== undefined) {
-        this.#checks.set(check, id * NEAR_DUP_CHECK_BYTES);
+        const block = id >>> CHECK_BLOCK_SHIFT;
+        while (this.#checks.length <= block) this.#checks.push(new Uint8Array(NEAR_DUP_CHECK_BYTES << CHECK_BLOCK_SHIFT));
+        this.#checks[block]!.set(check, (id & CHECK_BLOCK_MASK) * NEAR_DUP_CHECK_BYTES);
         this.#hasCheck[id] = 1;
       }
     }
@@ -370,7 +377,8 @@ export class PhashIndex {
 
   #checkOf(id: number): Uint8Array | undefined {
     if (this.check === undefined || this.#hasCheck[id] !== 1) return undefined;
-    return this.#checks.subarray(id * NEAR_DUP_CHECK_BYTES, (id + 1) * NEAR_DUP_CHECK_BYTES);
+    const at = (id & CHECK_BLOCK_MASK) * NEAR_DUP_CHECK_BYTES;
+    return this.#checks[id >>> CHECK_BLOCK_SHIFT]!.subarray(at, at + NEAR_DUP_CHECK_BYTES);
   }
 
   /**
