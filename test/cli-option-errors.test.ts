@@ -109,6 +109,7 @@ test('the programs name the flag in every option error', async () => {
     ['filip-data', ['ingest', manifest, '-o', out, '--wait'], 1, '--wait applies only with --queue', 'shards written'],
     // Negative numbers yargs split into one-letter flags ("Unknown arguments: 1, e"): the flag's own message.
     ['filip', ['train', '--shards', out, '-o', out, '--lr', '-1e-3'], 2, '--lr', 'Unknown arguments'],
+    ['filip', ['train', '--shards', out, '-o', out, '--batch', '1e9'], 2, '--batch', 'warning'],
     ['filip-data', ['filter', ingested, '-o', out, '--near-dup-distance', '-Infinity'], 2, '--near-dup-distance', 'Unknown arguments'],
     ['filip-data', ['filter', ingested, '-o', out, '--near-dup-distance', '25'], 2, '--near-dup-distance', 'shards written'],
     ['filip-data', ['filter', ingested, '-o', out, '--near-dup-check', 'fast'], 1, 'near-dup-check', 'shards written'],

@@ -207,6 +207,9 @@ describe('train options', () => {
   const bad: [string, Record<string, unknown>, string][] = [
     ['an unknown preset', { preset: 'huge' }, 'preset'],
     ['a batch of one pair', { batch: 1 }, 'batch'],
+    // A batch no process can build used to pass, warn, and then stall building it.
+    ['a batch above MAX_TRAIN_BATCH', { batch: 1e9 }, 'batch'],
+    ['a learning rate above 1', { lr: 5 }, 'lr'],
     ['topk 0', { topk: 0 }, 'topk'],
     ['topk above 1', { topk: 1.5 }, 'topk'],
     ['an unknown optimizer', { optimizer: 'sgd' }, 'optimizer'],

@@ -243,6 +243,11 @@ function dropUndefined<T extends object>(o: T): Partial<T> {
 }
 
 /** Applies the defaults and validates every field; throws FILIP_ERR_INVALID_OPTION naming it. */
+/** Largest `batch` (pairs a step) the trainer accepts. */
+export const MAX_TRAIN_BATCH = 65_536;
+/** Largest base learning rate the trainer accepts. */
+export const MAX_TRAIN_LR = 1;
+
 export function resolveTrainOptions(input: TrainInput): TrainOptions {
   if (input === null || typeof input !== 'object') throw invalid('train options', 'an object', input);
   rejectUnknownKeys('train', input, KNOWN);
@@ -263,9 +268,11 @@ export function resolveTrainOptions(input: TrainInput): TrainOptions {
     out: stringOption('out', o.out),
     preset: choiceOption('preset', o.preset, MODEL_PRESETS),
     // The batch is the contrastive problem's set of classes: one pair alone has nothing to contrast.
-    batch: intOption('batch', o.batch, 2),
+    // Its B x B similarity matrices and B images must fit one process (CLIP's largest was 32,768).
+    batch: intOption('batch', o.batch, 2, MAX_TRAIN_BATCH),
     steps: intOption('steps', o.steps, 1),
-    lr: numberOption('lr', o.lr, 0),
+    // A base rate above 1 only ever diverges, with any of the optimizers.
+    lr: numberOption('lr', o.lr, 0, MAX_TRAIN_LR),
     minLr: numberOption('minLr', o.minLr, 0),
     warmup: intOption('warmup', o.warmup, 0),
     optimizer: choiceOption('optimizer', o.optimizer, OPTIMIZER_NAMES),

@@ -9,7 +9,7 @@ import type { Argv } from 'yargs';
 
 import { PROGRESS_MODES } from '../../pipeline/progress.js';
 import { BACKEND_CHOICES } from '../../train/backend.js';
-import { AUGMENT_CHOICES, DEFAULT_LR, DEFAULT_TRAIN_OPTIONS as D, LOSS_NAMES, type TrainOptions } from '../../train/config.js';
+import { AUGMENT_CHOICES, DEFAULT_LR, DEFAULT_TRAIN_OPTIONS as D, LOSS_NAMES, MAX_TRAIN_BATCH, MAX_TRAIN_LR, type TrainOptions } from '../../train/config.js';
 import { MODEL_PRESETS } from '../../train/model.js';
 import { OPTIMIZER_NAMES } from '../../train/optim.js';
 import { Trainer } from '../../train/trainer.js';
@@ -54,9 +54,9 @@ export const trainCommand = {
       .option('shards', { type: 'string', describe: 'folder of training shards (required unless --resume)' })
       .option('out', { alias: 'o', type: 'string', describe: 'run folder for checkpoints and train_log.jsonl (required unless --resume)' })
       .option('preset', { type: 'string', choices: MODEL_PRESETS, describe: `model size ${d(D.preset)}` })
-      .option('batch', { type: 'number', describe: `pairs per step ${d(D.batch)}` })
+      .option('batch', { type: 'number', describe: `pairs per step, 2 to ${MAX_TRAIN_BATCH} ${d(D.batch)}` })
       .option('steps', { type: 'number', describe: `updates in the run ${d(D.steps)}` })
-      .option('lr', { type: 'number', describe: `base learning rate; peak = lr * sqrt(batch / 512) (default ${DEFAULT_LR.lamb} for lamb, ${DEFAULT_LR.adamw} for adamw)` })
+      .option('lr', { type: 'number', describe: `base learning rate, 0 to ${MAX_TRAIN_LR}; peak = lr * sqrt(batch / 512) (default ${DEFAULT_LR.lamb} for lamb, ${DEFAULT_LR.adamw} for adamw)` })
       .option('min-lr', { type: 'number', describe: `learning rate at the end of the cosine ${d(D.minLr)}` })
       .option('warmup', { type: 'number', describe: `updates of linear warm-up ${d(D.warmup)}` })
       .option('optimizer', { type: 'string', choices: OPTIMIZER_NAMES, describe: d(D.optimizer) })
