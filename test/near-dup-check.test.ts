@@ -288,3 +288,47 @@ describe('PhashIndex with the check, across merges', () => {
     assert.ok(found > 100 && found < asked - 50, `${found} of ${asked} lookups match`);
   });
 });
+
+describe('shards written before the near_dup_check column', () => {
+  test('an evaluation set of such shards loads, and its rows match on the pHash alone', async () => {
+    const { mkdtemp, rm } = await import('node:fs/promises');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const { openShardWriter } = await import('../src/shard/writer.js');
+    const { shardColumns } = await import('../src/shard/schema.js');
+    const { iterateShard } = await import('../src/shard/reader.js');
+    const { loadDecontaminationIndex } = await import('../src/filters/decontaminate.js');
+    const dir = await mkdtemp(join(tmpdir(), 'filip-old-shard-'));
+    try {
+      const file = join(dir, '00000.parquet');
+      const writer = await openShardWriter(file, shardColumns([]).filter((c) => c.name !== 'near_dup_check'), 'lean');
+      const hash = '8badf00d12345678';
+      await writer.write({
+        key: '0000000000000', url: 'u', caption: 'c', image: Buffer.from([1]), image_format: 'jpeg', width: 1, height: 1,
+        original_width: 1, original_height: 1, sha256: 'a'.repeat(64), phash: hash, phash_weak: null, source: 'm.tsv:0',
+      });
+      await writer.close();
+      // The reader: an optional column the file lacks is left out; asking for it outright fails.
+      const records = [];
+      for await (const r of iterateShard(file, { columns: ['phash'], optionalColumns: ['near_dup_check'] })) records.push(r);
+      assert.deepEqual(records, [{ phash: hash }]);
+      await assert.rejects(async () => {
+        for await (const _ of iterateShard(file, { columns: ['phash', 'near_dup_check'] })) void _;
+      }, /near_dup_check/);
+
+      const index = await loadDecontaminationIndex(file, 20, DEFAULT_NEAR_DUP_CHECK);
+      assert.deepEqual([...index.entries()], [{ hash, check: undefined }]);
+      const check = new Uint8Array(NEAR_DUP_CHECK_BYTES);
+      // Chunk 0 intact (so the probes reach it); 10 and 11 bits flipped elsewhere.
+      const near = (bits: number): string => {
+        let v = BigInt(`0x${hash}`);
+        for (let i = 0; i < bits; i++) v ^= 1n << BigInt((i % 3) * 16 + Math.floor(i / 3));
+        return v.toString(16).padStart(16, '0');
+      };
+      assert.equal(index.find(near(PHASH_ONLY_DISTANCE), undefined, check), hash);
+      assert.equal(index.find(near(PHASH_ONLY_DISTANCE + 1), undefined, check), undefined);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -131,7 +131,7 @@ async function hashImage(file: string): Promise<{ phash: string; check: Uint8Arr
 
 async function addShard(index: PhashIndex, file: string): Promise<number> {
   let row = 0;
-  for await (const record of iterateShard(file, { columns: ['phash', 'near_dup_check'] })) {
+  for await (const record of iterateShard(file, { columns: ['phash'], optionalColumns: ['near_dup_check'] })) {
     if (!Object.hasOwn(record, 'phash')) {
       throw new FilipError('FILIP_ERR_MISSING_COLUMN', 'the shard has no phash column', { file, field: 'phash' });
     }

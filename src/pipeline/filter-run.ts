@@ -83,7 +83,7 @@ export async function restoreKeptIndex(dir: string, state: OutputState, ctx: Fil
   if (!ctx.kept) return;
   for (const c of state.commits) {
     if (!c.file) continue;
-    for await (const r of iterateShard(path.join(dir, c.file), { columns: ['phash', 'near_dup_check'] })) {
+    for await (const r of iterateShard(path.join(dir, c.file), { columns: ['phash'], optionalColumns: ['near_dup_check'] })) {
       ctx.kept.add(String(r.phash), r.near_dup_check instanceof Uint8Array ? r.near_dup_check : undefined);
     }
   }

@@ -24,6 +24,11 @@ export interface IterateShardOptions {
   /** Columns to read. @default all */
   readonly columns?: string[];
   /**
+   * With `columns`: more columns to read when the file has them (ones added to the schema later,
+   * such as `near_dup_check`); a record lacks them otherwise. @default []
+   */
+  readonly optionalColumns?: string[];
+  /**
    * Most rows decoded at a time. A file without a usable page index (neither engine here writes one) is
    * read one row group at a time whatever this says: hyparquet would otherwise re-read the whole column
    * chunk for every batch. Both writers bound their row groups, so memory stays bounded either way.
@@ -76,7 +81,12 @@ export async function readShardRows(path: string, opts: ReadShardOptions = {}): 
 export async function* iterateShard(path: string, opts: IterateShardOptions = {}): AsyncGenerator<ShardRecord> {
   const batchRows = opts.batchRows === undefined ? 256 : intOption('batchRows', opts.batchRows, 1);
   const shard = await openShard(path);
-  const wanted = opts.columns === undefined ? undefined : new Set(opts.columns);
+  let columns = opts.columns;
+  if (columns !== undefined && opts.optionalColumns !== undefined) {
+    const present = new Set(shard.metadata.schema.map((e) => e.name));
+    columns = [...columns, ...opts.optionalColumns.filter((c) => present.has(c))];
+  }
+  const wanted = columns === undefined ? undefined : new Set(columns);
   let groupStart = 0;
   for (const group of shard.metadata.row_groups) {
     const groupRows = Number(group.num_rows);
@@ -86,7 +96,7 @@ export async function* iterateShard(path: string, opts: IterateShardOptions = {}
       group.columns.every((c) => (wanted !== undefined && !wanted.has(c.meta_data?.path_in_schema.join('.') ?? '')) || c.offset_index_length);
     const step = paged ? batchRows : groupRows;
     for (let start = groupStart; start < groupEnd; start += step) {
-      yield* await readRange(path, shard, opts.columns, start, Math.min(start + step, groupEnd));
+      yield* await readRange(path, shard, columns, start, Math.min(start + step, groupEnd));
     }
     groupStart = groupEnd;
   }
