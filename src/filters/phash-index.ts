@@ -233,7 +233,7 @@ export class PhashIndex {
     this.maxDistance = intOption('maxDistance', maxDistance, 0, MAX_NEAR_DUP_DISTANCE);
     this.check = check === undefined ? undefined : resolveCheckThresholds(check);
     scanModule ??= new WebAssembly.Module(Buffer.from(PHASH_SCAN_WASM_BASE64, 'base64'));
-    const instance = new WebAssembly.Instance(scanModule, { env: { accept: (id: number, distance: number) => (this.#accept(id, distance) ? 1 : 0) } });
+    const instance = new WebAssembly.Instance(scanModule, { env: { accept: (id: number) => (this.#accept(id) ? 1 : 0) } });
     const exports = instance.exports as { memory: WebAssembly.Memory; first: (...args: number[]) => number };
     this.#memory = exports.memory;
     this.#first = exports.first;
@@ -382,15 +382,12 @@ export class PhashIndex {
   }
 
   /**
-   * The scan's question about stored hash `id`, `distance` bits from the query: asked only with a
+   * The scan's question about stored hash `id` (it also passes the distance, unused here): asked only with a
    * check, when both have check data and their chroma hashes passed (phash-scan.wat $confirm), so
    * what is left is the aligned stage of confirmNearDup.
    */
-  #accept(id: number, distance: number): boolean {
-    const stored = this.#checkOf(id);
-    const query = this.#query;
-    if (stored === undefined || query === undefined) return distance <= PHASH_ONLY_DISTANCE;
-    return alignedBelow(stored, query, this.check!.maxAlignedDistance);
+  #accept(id: number): boolean {
+    return alignedBelow(this.#checkOf(id)!, this.#query!, this.check!.maxAlignedDistance);
   }
 
   /**
