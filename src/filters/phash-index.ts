@@ -11,8 +11,9 @@
 // With a check (the filter's default, see DEFAULT_NEAR_DUP_DISTANCE), a stored hash that matches so
 // far counts only when its picture and the query's pass confirmNearDup (src/image/near-dup-check.ts)
 // on the check data given to add() and find(); find() then returns the first stored hash, in the
-// order added, that passes. The scan asks JavaScript (the module's imported `accept`) about each
-// entry within the distance that is earlier than the best accepted so far.
+// order added, that passes. The scan gathers the entries within the distance, applies the chroma
+// stage to them, and asks JavaScript (the module's imported `accept`, the aligned stage) about those
+// that pass it, earliest first, until one is accepted.
 //
 // Why not "within maxDistance" alone: crops of a few percent move copies 10-20 bits away, and an
 // exact search that far is slow (multi-index hashing, Norouzi et al. 2012, probes every value within
@@ -35,7 +36,8 @@
 // top. A merge briefly holds the new tables twice. `bytes` gives the exact total.
 //
 // Speed (bench/phash-index.ts, 1,000,000 random hashes, queries with 5 random weak bits a chunk,
-// one core of a shared 2-core VM): 105,000-125,000 lookups/s, at any maxDistance.
+// one core of a shared 2-core VM): the pHash alone, 105,000-125,000 lookups/s at 10 bits; the default
+// rule (20 bits and the check), 63,000-68,000 (43,000-47,000 before the candidate list).
 //
 // Hashes are parsed from hex once per add or find; no string is kept.
 
@@ -98,8 +100,15 @@ const MAX_PROBES = CHUNKS << MAX_WEAK_BITS_PER_CHUNK;
 const QUERY_CHROMA_AT = 4 * MAX_PROBES;
 /** Bytes of a chroma hash: the start of the check data (src/image/near-dup-check.ts). */
 const CHROMA_BYTES = 16;
-/** Where the bucket offsets start in the module's memory: after the probes and the query's chroma hash. */
-const OFFSETS_AT = QUERY_CHROMA_AT + CHROMA_BYTES;
+/**
+ * Entries within the distance that the checked scan holds at once (phash-scan.wat's candidate list,
+ * 8 bytes each, after the query's chroma hash); when it fills, they are settled and the scan goes on.
+ */
+export const PHASH_SCAN_CANDIDATES = 4096;
+const CANDIDATES = PHASH_SCAN_CANDIDATES;
+const CANDIDATES_AT = QUERY_CHROMA_AT + CHROMA_BYTES;
+/** Where the bucket offsets start in the module's memory: after the probes, the query's chroma hash and the candidate list. */
+const OFFSETS_AT = CANDIDATES_AT + 8 * CANDIDATES;
 
 let scanModule: WebAssembly.Module | undefined;
 
@@ -355,6 +364,8 @@ export class PhashIndex {
         this.#tailChromaAt,
         this.#tailFlagsAt,
         QUERY_CHROMA_AT,
+        CANDIDATES_AT,
+        CANDIDATES,
       ) >>> 0;
     this.#query = undefined;
     return best === NONE ? undefined : hex32(this.#hi[best]!) + hex32(this.#lo[best]!);
@@ -382,9 +393,9 @@ export class PhashIndex {
   }
 
   /**
-   * The scan's question about stored hash `id` (it also passes the distance, unused here): asked only with a
-   * check, when both have check data and their chroma hashes passed (phash-scan.wat $confirm), so
-   * what is left is the aligned stage of confirmNearDup.
+   * The scan's question about stored hash `id`: asked only with a check, when both have check data
+   * and their chroma hashes passed (phash-scan.wat), so what is left is the aligned stage of
+   * confirmNearDup.
    */
   #accept(id: number): boolean {
     return alignedBelow(this.#checkOf(id)!, this.#query!, this.check!.maxAlignedDistance);
