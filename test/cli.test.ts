@@ -27,12 +27,17 @@ test('bad input fails with the error code, the file and what it has', async () =
     [['ingest', 'nothing-here.tsv'], 'FILIP_ERR_NO_INPUT', /nothing-here\.tsv/],
     [['ingest', 'm.csv', '--url-col', 'link', '--caption-col', 'text', '--shard-size', '0'], 'FILIP_ERR_INVALID_OPTION', /--shard-size/],
     [['ingest', 'm.csv', '--url-col', 'link', '--caption-col', 'text', '--quality', '101'], 'FILIP_ERR_INVALID_OPTION', /quality/],
+    // An output folder that cannot be made: named with its flag, at once (Node's own recursive mkdir
+    // never returns under /proc, and under a file it threw a bare ENOTDIR with a stack).
+    [['ingest', 'm.csv', '--url-col', 'link', '--caption-col', 'text', '-o', 'm.csv/out'], 'FILIP_ERR_INVALID_OPTION', /m\.csv\/out.*--output.*ENOTDIR/],
+    [['ingest', 'm.csv', '--url-col', 'link', '--caption-col', 'text', '-o', '/proc/filip-cli-test/out'], 'FILIP_ERR_INVALID_OPTION', /\/proc\/filip-cli-test\/out.*--output.*ENOENT/],
   ];
   for (const [args, code, detail] of cases) {
     const r = cli(...args);
     assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
     assert.ok(r.stderr.includes(code), `${args.join(' ')}: ${r.stderr}`);
     assert.match(r.stderr, detail);
+    assert.doesNotMatch(r.stderr, /\n\s+at /, `${args.join(' ')}: no stack`);
   }
 });
 

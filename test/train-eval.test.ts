@@ -4,6 +4,7 @@
 // colour far above chance; `filip eval` on that checkpoint gives the same figures as the library.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -183,6 +184,27 @@ describe('learning at a CI-sized budget', () => {
     const table = spawnSync(process.execPath, args, { encoding: 'utf8' });
     assert.equal(table.status, 0, table.stderr);
     assert.equal(table.stdout.trim(), formatEvalReport({ ...cli, seconds: 0 }).trim());
+  });
+
+  test('`filip eval --report`: written into new folders; a path that cannot be written is exit 2 naming --report, after the results', () => {
+    const args = ['--import', 'tsx', 'src/cli/filip.ts', 'eval', '--checkpoint', join(dir, 'run-filip'), '--shards', join(dir, 'heldout-shards'), '--corpus', join(dir, 'corpus'), '--backend', 'wasm', '--json'];
+    const file = join(dir, 'reports', 'new', 'eval.json');
+    const good = spawnSync(process.execPath, [...args, '--report', file], { encoding: 'utf8', timeout: 300_000 });
+    assert.equal(good.status, 0, good.stderr);
+    assert.deepEqual(JSON.parse(readFileSync(file, 'utf8')), JSON.parse(good.stdout));
+    // Under a file, and under /proc (where Node's own recursive mkdir never returned).
+    const bad: [string, RegExp][] = [[join(file, 'x.json'), /eval\.json is a file, not a folder/]];
+    if (existsSync('/proc/self')) bad.push(['/proc/filip-eval-test/r.json', /ENOENT/]);
+    for (const [report, why] of bad) {
+      const r = spawnSync(process.execPath, [...args, '--report', report], { encoding: 'utf8', timeout: 300_000 });
+      assert.equal(r.signal, null, `${report}: did not finish`);
+      assert.equal(r.status, 2, `${report}: ${r.stderr}`);
+      const figures = (json: string): unknown => ({ ...(JSON.parse(json) as EvalReport), seconds: 0 });
+      assert.deepEqual(figures(r.stdout), figures(good.stdout), 'the results come first');
+      const last = r.stderr.trim().split('\n').at(-1)!;
+      assert.match(last, /^filip: FILIP_ERR_INVALID_OPTION: .*--report/, report);
+      assert.match(last, why, report);
+    }
   });
 
   test('`filip eval` without a checkpoint exits 2 with FILIP_ERR_CHECKPOINT', () => {

@@ -6,7 +6,7 @@
 // rows and gives each scene its own seed; scenes render in parallel but are accepted (caption unused,
 // hash far from the others) strictly in order, so finishing order never changes a byte.
 
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import sharp from 'sharp';
 import { FilipError } from '../core/errors.js';
@@ -31,6 +31,7 @@ export {
   type DemoShape,
   type DemoSize,
 } from './scene.js';
+import { makeDir } from '../core/make-dir.js';
 
 /**
  * Codes the FILIP filter stage gives (rules from the FILIP paper, section 3.2). Defined here only to
@@ -578,8 +579,8 @@ export async function generateDemoCorpus(dir: string, opts: DemoCorpusOptions = 
 
   await rm(join(dir, 'images'), { recursive: true, force: true });
   await rm(join(dir, 'bad'), { recursive: true, force: true });
-  await mkdir(join(dir, 'images'), { recursive: true });
-  await mkdir(join(dir, 'bad'), { recursive: true });
+  await makeDir(join(dir, 'images'), 'dir');
+  await makeDir(join(dir, 'bad'), 'dir');
 
   const toWrite = new Map<string, Buffer>();
   const fileOf = new Map<Body, string>();
@@ -714,6 +715,6 @@ export const DEMO_MANIFEST_COLUMNS = ['url', 'caption', 'scene_id'] as const;
 export async function writeDemoManifest(corpus: DemoCorpus, baseUrl: string, path: string): Promise<void> {
   const lines = [DEMO_MANIFEST_COLUMNS.join('\t')];
   for (const row of corpus.rows) lines.push([demoRowUrl(row, baseUrl), row.caption, row.sceneId].join('\t'));
-  await mkdir(dirname(path), { recursive: true });
+  await makeDir(dirname(path), 'dir');
   await writeFile(path, lines.join('\n') + '\n');
 }

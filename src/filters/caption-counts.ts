@@ -23,12 +23,13 @@
 // Counts are exact up to 64-bit fingerprint collisions: about n^2 / 2^65 colliding pairs among n
 // distinct captions (0.002 at n = 300M), each one merging two captions' counts.
 
-import { mkdirSync, mkdtempSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { appendFile, open, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { intOption, invalid, rejectUnknownKeys, stringOption } from '../core/options.js';
 import { normalizeCaption } from '../pipeline/dedupe.js';
 import { fingerprint } from '../pipeline/hashset.js';
+import { makeDirSync } from '../core/make-dir.js';
 
 export interface CaptionCounterOptions {
   /** Folder for the bucket files (a fresh sub-folder is made in it and removed again). Required. */
@@ -127,7 +128,7 @@ export class CaptionCounter {
   constructor(options: CaptionCounterOptions) {
     this.options = resolveCaptionCounterOptions(options);
     const { dir, buckets, memoryRows } = this.options;
-    mkdirSync(dir, { recursive: true });
+    makeDirSync(dir, 'dir');
     this.#tmp = mkdtempSync(path.join(dir, 'caption-counts-'));
     this.#shift = 32 - Math.log2(buckets);
     this.#buf = new Uint32Array(memoryRows * 2);

@@ -14,6 +14,7 @@ import { WRITER_ENGINES, type WriterEngine } from '../shard/writer.js';
 import { drainInto, FUNNEL_IMAGES, openOutput, readRejects, ShardSink, writeSummary, type OutputState } from './output.js';
 import { PROGRESS_MODES, Progress, type ProgressMode } from './progress.js';
 import { committedShards, countShardRows, isFinished, outputCaptions, readShardSamples } from './shard-source.js';
+import { makeDir } from '../core/make-dir.js';
 
 export interface FilterRunOptions {
   /** An ingest (or filter) output folder. */
@@ -125,7 +126,7 @@ export async function runFilter(input: FilterRunInput): Promise<FilterRunSummary
   };
   const state = await openOutput(o.output, 'filip-data filter', identity, o.overwrite, [o.input]);
   const workDir = path.join(o.output, '.work');
-  await fs.mkdir(workDir, { recursive: true });
+  await makeDir(workDir, 'output');
   const ctx = await prepareFilter(o.filter, () => outputCaptions(o.input, o.partialInput), workDir);
   const imageLog = path.join(o.output, FUNNEL_IMAGES);
   const funnel = new Funnel(o.filter.rules as readonly ReasonCode[], { imageLog });

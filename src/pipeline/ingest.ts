@@ -40,6 +40,7 @@ import {
 import { orderedMap } from './pool.js';
 import { PROGRESS_MODES, Progress, type ProgressMode } from './progress.js';
 import { checkPartition, DEFAULT_ROWS_PER_JOB, readPartition, rowsInPartition, writeCursorIndex } from '../scale/partition.js';
+import { makeDir } from '../core/make-dir.js';
 
 export interface IngestOptions {
   /** Manifest files or folders. */
@@ -337,7 +338,7 @@ export async function runIngest(input: IngestInput): Promise<RunSummary> {
   const workDir = path.join(o.output, '.work');
   try {
     if (o.filter) {
-      await fs.mkdir(workDir, { recursive: true });
+      await makeDir(workDir, 'output');
       const all = resolveManifestOptions({ ...o.manifest, inputs: files });
       const ctx = await prepareFilter(o.filter, () => manifestCaptions(all), workDir);
       filter = { ctx, funnel: new Funnel(o.filter.rules, { imageLog: path.join(o.output, FUNNEL_IMAGES) }) };

@@ -18,6 +18,7 @@ import { RUN_FILE, SUMMARY_FILE } from '../core/run-files.js';
 import type { Sample } from '../core/sample.js';
 import { sampleToRow, shardColumns, shardName } from '../shard/schema.js';
 import { openShardWriter, type ShardWriter, type WriterEngine } from '../shard/writer.js';
+import { makeDir } from '../core/make-dir.js';
 
 export const REJECT_LOG = 'rejects.jsonl';
 export { RUN_FILE, SUMMARY_FILE };
@@ -185,7 +186,7 @@ export async function assertInputsOutside(dir: string, inputs: readonly string[]
 
 /** Reads committed state and removes what an interrupted run left half-done. */
 export async function recoverOutput(dir: string): Promise<OutputState> {
-  await fs.mkdir(dir, { recursive: true });
+  await makeDir(dir, 'output');
   const names = await fs.readdir(dir);
   const commits = await readCommits(dir);
   const committedFiles = new Set(commits.map((c) => c.file).filter((f): f is string => f !== null));

@@ -18,6 +18,7 @@ import { FilipError } from '../core/errors.js';
 import { intOption } from '../core/options.js';
 import { mulberry32 } from '../core/random.js';
 import type { CaptionTranslation, ExtraColumns, ImageFormat, Sample, SampleSource, TranslationFailure } from '../core/sample.js';
+import { makeDir } from '../core/make-dir.js';
 
 /** 32-bit FNV-1a of a string's UTF-16 code units: a cheap, stable hash for seeding. */
 export function hash32(text: string): number {
@@ -194,7 +195,7 @@ export class ShuffleScatter {
    * caller answers by starting the scatter again.
    */
   async restore(state?: ScatterState): Promise<void> {
-    await fs.mkdir(this.dir, { recursive: true });
+    await makeDir(this.dir, 'output');
     if (state && (state.bytes.length !== this.buckets || state.rows.length !== this.buckets)) {
       throw new FilipError('FILIP_ERR_RESUME_MISMATCH', `the checkpoint has ${state.bytes.length} buckets, not ${this.buckets}`, { file: this.dir });
     }

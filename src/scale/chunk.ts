@@ -27,6 +27,7 @@ import { sampleToRow, shardColumns } from '../shard/schema.js';
 import { openShardWriter } from '../shard/writer.js';
 import type { ChunkRange, ChunkSource, Keys, QueueRun } from './plan.js';
 import { applyCounts, captionSlot, lookupSlots, urlSlot, type Slot } from './state.js';
+import { makeDir } from '../core/make-dir.js';
 
 export const STAGING_DIR = '.staging';
 
@@ -153,7 +154,7 @@ export async function stageChunk(ctx: StageContext, range: ChunkRange): Promise<
   const { redis, keys, run } = ctx;
   if ((await redis.getbit(keys.staged, range.chunk)) === 1) return { rows: 0, ok: 0 };
   const paths = stagingPaths(ctx.output, range.chunk);
-  await fs.mkdir(paths.dir, { recursive: true });
+  await makeDir(paths.dir, 'output');
   // An earlier attempt (killed, or failed) may have left files: they are never used, only removed.
   for (const name of await fs.readdir(paths.dir)) {
     if (name.startsWith(`${paths.base}.`)) await fs.rm(path.join(paths.dir, name), { force: true });

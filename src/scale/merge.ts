@@ -26,6 +26,7 @@ import { PROGRESS_MODES, Progress, type ProgressMode } from '../pipeline/progres
 import { committedShards, readShardSamples } from '../pipeline/shard-source.js';
 import { iterateShard } from '../shard/reader.js';
 import { WRITER_ENGINES, type WriterEngine } from '../shard/writer.js';
+import { makeDir } from '../core/make-dir.js';
 
 export interface MergeOptions {
   /** The partitions' output folders, all N of them. */
@@ -233,7 +234,7 @@ export async function runMerge(input: MergeInput): Promise<MergeSummary> {
   let filter: { ctx: FilterContext; funnel: Funnel } | undefined;
   try {
     if (o.filter) {
-      await fs.mkdir(workDir, { recursive: true });
+      await makeDir(workDir, 'output');
       filter = { ctx: await prepareFilter(o.filter, () => allCaptions(dirs), workDir), funnel: new Funnel(o.filter.rules) };
     }
     const urls = replayUrls(mergedRows(dirs), index, o.dedupe.urls);

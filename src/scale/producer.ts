@@ -41,6 +41,7 @@ import { DEFAULT_NEAR_DUP_INDEX, nearDupIndexOption, type NearDupIndexKind } fro
 import { DEFAULT_BUCKET_BITS, deleteState } from './state.js';
 import { writeQueueSummary } from './commit.js';
 import { committedChunks, type ChunkJobData } from './worker.js';
+import { makeDir } from '../core/make-dir.js';
 
 export interface EnqueueOptions {
   readonly queue: QueueOptions;
@@ -227,7 +228,7 @@ async function scanAndStore(
   log: NodeJS.WritableStream,
 ): Promise<QueueRun> {
   for (const [file, copy] of Object.entries(copies)) {
-    await fs.mkdir(path.dirname(copy), { recursive: true });
+    await makeDir(path.dirname(copy), 'output');
     log.write(`${new Date().toISOString()} gunzipping ${file} -> ${copy} (chunk jobs read the plain copy from their offsets)\n`);
     await gunzipFile(file, copy);
   }
@@ -312,7 +313,7 @@ async function addRetryRound(
   }
   const round = stored.retries?.length ?? 0;
   const file = path.join(stored.output, STAGING_DIR, `retry-${String(round).padStart(3, '0')}.jsonl`);
-  await fs.mkdir(path.dirname(file), { recursive: true });
+  await makeDir(path.dirname(file), 'output');
   const fields: string[] = [];
   const lines: Buffer[] = [];
   let offset = 0;

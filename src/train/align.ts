@@ -6,7 +6,7 @@
 // (cover-resized and centre-cropped), drawn at `cell` pixels per patch, with a legend strip below
 // listing the prompt's tokens; written as PNG with sharp compositing an SVG overlay.
 
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { basename, extname, join } from 'node:path';
 
 import sharp from 'sharp';
@@ -15,6 +15,7 @@ import { FilipError } from '../core/errors.js';
 import { choiceOption, intOption, invalid, rejectUnknownKeys, stringOption } from '../core/options.js';
 import { BACKEND_CHOICES, selectBackend, type BackendChoice } from './backend.js';
 import { bestTokens, encodeImages, encodeTexts, imagePixels, loadTrainedModel, wordTokenPositions, type TrainedModel } from './eval.js';
+import { makeDir } from '../core/make-dir.js';
 
 /** Box colours of the highlighted words, in order; saturated hues the demo's shapes never use. */
 export const HIGHLIGHT_COLOURS = ['#ff00ff', '#00ffff', '#00ff00', '#ff8800', '#0000ff', '#ffff00'] as const;
@@ -219,7 +220,7 @@ export async function runAlign(input: AlignInput, log: (line: string) => void = 
   log(backend.reason);
   const model = await loadTrainedModel(o.checkpoint);
   try {
-    await mkdir(o.out, { recursive: true });
+    await makeDir(o.out, 'out');
     const results: AlignResult[] = [];
     for (const file of o.images) {
       let bytes: Buffer;

@@ -20,6 +20,7 @@ import { BACK_TRANSLATIONS_COLUMN } from '../shard/schema.js';
 import { iterateShard } from '../shard/reader.js';
 import { listShards, newCounters, openShard, type ShardInfo } from '../data/shards.js';
 import { BOS_TOKEN, BYTE_VOCAB, END_OF_WORD, EOS_TOKEN, formatMerges, preTokenize, toByteChars } from './tokenizer.js';
+import { makeDir } from '../core/make-dir.js';
 
 /** Size of the byte-level base vocabulary: 256 byte-characters and the same with "</w>". */
 export const BASE_VOCAB_SIZE = 512;
@@ -450,7 +451,7 @@ export async function writeMergesFile(file: string, merges: readonly (readonly [
   const bytes = file.endsWith('.gz') ? zlib.gzipSync(Buffer.from(text, 'utf8'), { level: 9 }) : Buffer.from(text, 'utf8');
   const tmp = path.join(path.dirname(file), `.${path.basename(file)}.tmp`);
   try {
-    await fs.mkdir(path.dirname(file), { recursive: true });
+    await makeDir(path.dirname(file), 'out');
     await fs.writeFile(tmp, bytes);
     await fs.rename(tmp, file);
   } catch (err) {

@@ -17,6 +17,7 @@ import { basename, join } from 'node:path';
 
 import { FilipError } from '../core/errors.js';
 import type { OptimizerState, SlotState } from './optim.js';
+import { makeDir } from '../core/make-dir.js';
 
 export const CHECKPOINT_FORMAT = 'filip-checkpoint';
 export const CHECKPOINT_VERSION = 1;
@@ -79,7 +80,7 @@ export async function saveCheckpoint(runDir: string, ckpt: Checkpoint, { keep = 
   const final = join(runDir, name);
   const temp = join(runDir, `.${name}.tmp`);
   try {
-    await mkdir(runDir, { recursive: true });
+    await makeDir(runDir, 'out');
     await rm(temp, { recursive: true, force: true });
     await mkdir(temp);
 

@@ -33,7 +33,7 @@
 //
 // Everything is seeded, so a rerun with the same options gives the same figures on the same backend.
 
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 
@@ -50,6 +50,7 @@ import { evaluateModel, loadHeldOut, loadTrainedModel, PROMPT_TEMPLATES, type Ev
 import { MODEL_PRESETS, type ModelPreset } from './model.js';
 import { trainTokenizer } from './bpe-train.js';
 import { Trainer, type TrainResult } from './trainer.js';
+import { makeDir } from '../core/make-dir.js';
 
 export interface LearnCheckOptions {
   /** Work folder: corpus, shards, one run folder per loss, learn-check.json. Required. */
@@ -321,7 +322,7 @@ export async function singleObjectScenes(dir: string, seed: number, count: numbe
   } catch {
     // none yet
   }
-  await mkdir(join(dir, 'images'), { recursive: true });
+  await makeDir(join(dir, 'images'), 'out');
   const scenes = await mapLimit(
     Array.from({ length: count }, (_, i) => i),
     4,
@@ -435,7 +436,7 @@ const mean = (xs: readonly number[]) => xs.reduce((a, b) => a + b, 0) / Math.max
 /** Runs the whole check; `log` receives progress and the trainers' lines. */
 export async function runLearnCheck(input: LearnCheckInput, log: (line: string) => void = () => undefined): Promise<LearnCheckReport> {
   const o = resolveLearnCheckOptions(input);
-  await mkdir(o.out, { recursive: true });
+  await makeDir(o.out, 'out');
 
   const started = performance.now();
 

@@ -3,7 +3,7 @@
 // with tf.variableGrads, apply the optimiser at the schedule's rate, free every tensor, log; save a
 // checkpoint every N steps, at the end, and when asked to stop (the CLI asks on SIGINT).
 
-import { appendFile, mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { appendFile, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 
 import * as tf from '@tensorflow/tfjs-core';
@@ -21,6 +21,7 @@ import { Optimizer, resolveOptimizerOptions } from './optim.js';
 import { learningRate, resolveScheduleOptions, type ScheduleOptions } from './schedule.js';
 import { trainTokenizer } from './bpe-train.js';
 import { BpeTokenizer } from './tokenizer.js';
+import { makeDir } from '../core/make-dir.js';
 
 export const TRAIN_LOG = 'train_log.jsonl';
 
@@ -139,7 +140,7 @@ export class Trainer {
     // (FILIP_ERR_INPUT_UNFINISHED), not after a tokenizer was learned from part of it.
     const unfinished = unfinishedRun(await shardFolderNames(options.shards, { partial: options.partialInput, partialFlag: true }));
     if (!checkpoint) await claimRunFolder(options.out, options.overwrite);
-    await mkdir(options.out, { recursive: true });
+    await makeDir(options.out, 'out');
 
     // ---- backend ----
     const backend = await selectBackend(options.backend);

@@ -16,13 +16,14 @@
 // Threads: FILIP_WASM_THREADS (like OMP_NUM_THREADS for PyTorch), default the machine's available
 // parallelism, at most 8 (the workers the binary pre-creates). 1 keeps the single-threaded binary.
 
-import { mkdirSync, renameSync, writeFileSync, existsSync } from 'node:fs';
+import { renameSync, writeFileSync, existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { setThreadsCount } from '@tensorflow/tfjs-backend-wasm';
 import { FilipError } from '../core/errors.js';
+import { makeDirSync } from '../core/make-dir.js';
 
 const require = createRequire(import.meta.url);
 
@@ -54,7 +55,7 @@ function scriptFiles(): ScriptFiles {
   if (files) return files;
   const pkg = require('@tensorflow/tfjs-backend-wasm/package.json') as { version: string };
   const dir = path.join(os.tmpdir(), `filip-tfjs-wasm-threads-${pkg.version}`);
-  mkdirSync(dir, { recursive: true });
+  makeDirSync(dir, 'TMPDIR');
   const main = path.join(dir, 'main.cjs');
   const worker = path.join(dir, 'worker.cjs');
   const write = (file: string, text: string) => {

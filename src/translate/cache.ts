@@ -11,10 +11,11 @@
 // Memory: every entry of a loaded file is kept in a Map (about 2 x caption length + 80 bytes each,
 // some 150 MB for a million distinct captions and one pivot).
 
-import { mkdir, open, readFile, truncate, type FileHandle } from 'node:fs/promises';
+import { open, readFile, truncate, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 
 import { FilipError } from '../core/errors.js';
+import { makeDir } from '../core/make-dir.js';
 
 export class TranslationCache {
   private readonly tables = new Map<string, Map<string, string>>();
@@ -81,7 +82,7 @@ export class TranslationCache {
     const path = this.file(engine, pivot);
     if (path === null) return table;
     try {
-      await mkdir(this.dir!, { recursive: true });
+      await makeDir(this.dir!, 'cacheDir');
       let text = '';
       try {
         text = await readFile(path, 'utf8');

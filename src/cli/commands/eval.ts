@@ -1,13 +1,14 @@
 // `filip eval`: zero-shot classification (prompt ensemble, late interaction), retrieval R@1/5/10 and
 // word-patch localisation of a checkpoint on held-out shards. Prints a table, or JSON with --json;
 // --report also writes the JSON to a file. FILIP_ERR_ errors print as one line with exit status 2.
-import { mkdir, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import type { Argv } from 'yargs';
 
 import { FilipError } from '../../core/errors.js';
 import { BACKEND_CHOICES } from '../../train/backend.js';
 import { DEFAULT_EVAL_OPTIONS as D, formatEvalReport, LABEL_TASK_NAMES, runEval, SIMILARITY_NAMES, type EvalInput } from '../../train/eval.js';
+import { makeDir } from '../../core/make-dir.js';
 
 interface EvalArgs {
   checkpoint: string;
@@ -59,9 +60,10 @@ export const evalCommand = {
     process.stdout.write(a.json ? json : `${formatEvalReport(report)}\n`);
     if (a.report) {
       try {
-        await mkdir(dirname(a.report), { recursive: true });
+        await makeDir(dirname(a.report), 'report');
         await writeFile(a.report, json);
       } catch (error) {
+        if (error instanceof FilipError) throw error;
         throw new FilipError('FILIP_ERR_INVALID_OPTION', `cannot write the report: ${(error as Error).message}`, { field: 'report', file: a.report }, { cause: error });
       }
     }
