@@ -404,7 +404,7 @@ export class PhashIndex {
   /**
    * Places the tables for `frozen` hashes and a tail of `cap` slots in the module's memory, growing
    * it as needed; renews the views and empties the tail's chains. In bytes: probes at 0, the query's
-   * chroma hash, bucket offsets at OFFSETS_AT, then hashes, ids, (with a check) the tables' chroma
+   * chroma hash, the candidate list, bucket offsets at OFFSETS_AT, then hashes, ids, (with a check) the tables' chroma
    * hashes, tail heads, tail links, tail hashes and (with a check) the tail's chroma hashes and flags.
    */
   #layout(frozen: number, cap: number): void {
