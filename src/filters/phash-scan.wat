@@ -154,7 +154,7 @@
     (param $cand i32) (param $candCap i32)
     (result i32)
     (local $q i64) (local $p i32) (local $w i32) (local $c i32) (local $o i32)
-    (local $base i32) (local $start i32) (local $stop i32) (local $ptr i32) (local $end i32)
+    (local $base i32) (local $start i32) (local $stop i32) (local $end i32)
     (local $best i32) (local $id i32) (local $touch i64) (local $i i32) (local $dist i32)
     (local $q0 i64) (local $q1 i64) (local $idBase i32) (local $k i32) (local $at i32)
     (local $m i32)
