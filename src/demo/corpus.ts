@@ -10,6 +10,7 @@ import { readFile, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import sharp from 'sharp';
 import { FilipError } from '../core/errors.js';
+import { makeDir } from '../core/make-dir.js';
 import { intOption, rejectUnknownKeys } from '../core/options.js';
 import type { ReasonCode } from '../core/reasons.js';
 import { DEFAULT_NEAR_DUP_DISTANCE } from '../filters/phash-index.js';
@@ -31,7 +32,6 @@ export {
   type DemoShape,
   type DemoSize,
 } from './scene.js';
-import { makeDir } from '../core/make-dir.js';
 
 /**
  * Codes the FILIP filter stage gives (rules from the FILIP paper, section 3.2). Defined here only to
