@@ -297,6 +297,18 @@ describe('PhashIndex with the check, across merges', () => {
     });
     assert.equal(index.size, rows.length);
     assert.ok(found > asked / 6 && found < asked - asked / 12, `${found} of ${asked} lookups match`);
+    // Every row asked at once (findMany) answers as find does now that all are stored; the rows whose
+    // own picture was stored answer themselves or an earlier copy.
+    const hashes = rows.map((r) => r.hash);
+    const weaks = rows.map((r) => r.weak);
+    const checks = rows.map((r) => r.check);
+    const many = index.findMany(hashes, weaks, checks);
+    let differ = 0;
+    rows.forEach((row, i) => {
+      assert.equal(many[i], index.find(row.hash, row.weak, row.check), `findMany, row ${i}`);
+      if (many[i] !== row.hash) differ++;
+    });
+    assert.ok(differ > 0, 'some rows find an earlier copy');
     return most;
   }
 
@@ -306,7 +318,8 @@ describe('PhashIndex with the check, across merges', () => {
 
   test('the same with more entries within the distance than the scan holds as candidates at once', () => {
     // One family: a lookup meets thousands of entries within 20 bits, so the scan's candidate list
-    // fills and is settled more than once in one lookup.
+    // fills and is settled more than once in one lookup (and findMany's, of 16,384, several times
+    // in one batch).
     const most = againstDefinition(1, 100, 7);
     assert.ok(most > 2 * PHASH_SCAN_CANDIDATES, `at most ${most} entries within the distance in a lookup`);
   });

@@ -1,7 +1,7 @@
 // PhashIndex answers exactly what a linear scan applying its definition answers (within maxDistance
 // and, in some chunk, different only in the query's weak bits; planted neighbours at every distance
 // around the threshold, with and without weak-bit masks, adds interleaved with finds across merges,
-// skewed hashes that crowd one bucket); the WebAssembly scan embedded in phash-scan-wasm.ts is the
+// skewed hashes that crowd one bucket), and findMany answers as find does; the WebAssembly scan embedded in phash-scan-wasm.ts is the
 // one its .wat source compiles to; bad arguments fail with stable codes; the decontamination index
 // loads folders of images and shards.
 import assert from 'node:assert/strict';
@@ -12,7 +12,7 @@ import { after, before, describe, test } from 'node:test';
 import sharp from 'sharp';
 import { FilipError, type ErrorCode } from '../src/core/errors.js';
 import { loadDecontaminationIndex } from '../src/filters/decontaminate.js';
-import { DEFAULT_NEAR_DUP_DISTANCE, MAX_NEAR_DUP_DISTANCE, MAX_WEAK_BITS_PER_CHUNK, PhashIndex } from '../src/filters/phash-index.js';
+import { BATCH_QUERIES, DEFAULT_NEAR_DUP_DISTANCE, MAX_NEAR_DUP_DISTANCE, MAX_WEAK_BITS_PER_CHUNK, PhashIndex } from '../src/filters/phash-index.js';
 import { PHASH_SCAN_WASM_BASE64 } from '../src/filters/phash-scan-wasm.js';
 import { compilePhashScan } from '../scripts/build-wasm.js';
 import { DEFAULT_IMAGE_OPTIONS, hamming, processImage } from '../src/image/process.js';
@@ -130,6 +130,9 @@ function compareWithScan(d: number, seed: number, total: number, skew: boolean):
       index.add(hex(w));
       scan.add(w);
     }
+    const asked: string[] = [];
+    const masks: (string | undefined)[] = [];
+    const wanted: (string | undefined)[] = [];
     for (let q = 0; q < 250; q++) {
       const base = stored[Math.floor(rand() * stored.length)]!;
       const w = rand() < 0.8 ? flip(base, Math.floor(rand() * (d + 3)), rand) : fresh();
@@ -138,9 +141,14 @@ function compareWithScan(d: number, seed: number, total: number, skew: boolean):
       const got = index.find(hex(w), weak && hex(weak));
       assert.equal(got, want, `maxDistance ${d}, ${stored.length} stored, query ${hex(w)} weak ${weak && hex(weak)}`);
       assert.equal(index.has(hex(w), weak && hex(weak)), want !== undefined);
+      asked.push(hex(w));
+      masks.push(weak && hex(weak));
+      wanted.push(want);
       queries++;
       if (want !== undefined) hits++;
     }
+    // The same queries at once (the tables and the tail as they are now).
+    assert.deepEqual(index.findMany(asked, masks), wanted, `findMany, maxDistance ${d}, ${stored.length} stored`);
   }
   assert.equal(index.size, total);
   return { queries, hits };
@@ -192,9 +200,51 @@ describe('PhashIndex', () => {
     assert.ok(index.bytes > 56 * added.length && index.bytes < 2_300_000 + 120 * added.length, `${index.bytes} bytes`);
   });
 
+  test(`findMany answers as find does for more queries than one batch (${BATCH_QUERIES}), in their order`, () => {
+    const rand = seededRandom(11);
+    const index = new PhashIndex(12);
+    const stored: Words[] = [];
+    for (let i = 0; i < 30_000; i++) {
+      const w = stored.length > 0 && rand() < 0.3 ? flip(stored[Math.floor(rand() * stored.length)]!, Math.floor(rand() * 12), rand) : randomWords(rand);
+      stored.push(w);
+      index.add(hex(w));
+    }
+    const count = 2 * BATCH_QUERIES + 123;
+    const hashes: string[] = [];
+    const weaks: (string | undefined)[] = [];
+    for (let q = 0; q < count; q++) {
+      const w = rand() < 0.6 ? flip(stored[Math.floor(rand() * stored.length)]!, Math.floor(rand() * 16), rand) : randomWords(rand);
+      hashes.push(hex(w));
+      weaks.push(rand() < 0.2 ? undefined : hex(weakMask(rand, 5)));
+    }
+    const one = hashes.map((h, q) => index.find(h, weaks[q]));
+    const hits = one.filter((a) => a !== undefined).length;
+    assert.ok(hits > count * 0.2 && hits < count * 0.8, `${hits} hits of ${count}`);
+    assert.deepEqual(index.findMany(hashes, weaks), one);
+    // Without masks (every query probes its 4 chunk values only).
+    assert.deepEqual(index.findMany(hashes), hashes.map((h) => index.find(h)));
+    assert.deepEqual(index.findMany([]), []);
+  });
+
+  const badBatches: [string, string[], (string | undefined)[], RegExp][] = [
+    ['a bad hash', ['0123456789abcdef', '0123456789ABCDEF'], [], /query 1: a hash must be 16 lower-case hex digits/],
+    ['a bad mask', ['0123456789abcdef', '0123456789abcdef', '0123456789abcdef'], [undefined, undefined, 'xyz'], /query 2: a weak-bit mask must be/],
+    ['a mask of 9 bits in a chunk', ['0123456789abcdef'], ['000001ff00000000'], /query 0: a weak-bit mask may mark at most 8 bits of a chunk, chunk 1 has 9/],
+  ];
+  for (const [name, hashes, weaks, message] of badBatches) {
+    test(`findMany names the query with ${name} (TypeError)`, () => {
+      const index = new PhashIndex(4);
+      index.add('0123456789abcdef');
+      assert.throws(() => index.findMany(hashes, weaks), (err: unknown) => err instanceof TypeError && message.test(err.message));
+      // The index still answers.
+      assert.deepEqual(index.findMany(['0123456789abcdef']), ['0123456789abcdef']);
+    });
+  }
+
   test('an empty index finds nothing', () => {
     const index = new PhashIndex(MAX_NEAR_DUP_DISTANCE);
     assert.equal(index.find('0123456789abcdef'), undefined);
+    assert.deepEqual(index.findMany(['0123456789abcdef', 'fedcba9876543210']), [undefined, undefined]);
     assert.equal(index.size, 0);
     assert.deepEqual([...index.hashes()], []);
   });

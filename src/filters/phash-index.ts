@@ -107,6 +107,10 @@ const CHROMA_BYTES = 16;
 export const PHASH_SCAN_CANDIDATES = 4096;
 const CANDIDATES = PHASH_SCAN_CANDIDATES;
 const CANDIDATES_AT = QUERY_CHROMA_AT + CHROMA_BYTES;
+/** Queries findMany scans at once (its scratch: ~8 bytes a probe, 128 probes a query, and 1 MiB of counts). */
+export const BATCH_QUERIES = 8192;
+/** Candidates the batch scan holds at once (8 bytes each) before it settles them. */
+const BATCH_CANDIDATES = 16384;
 /** Where the bucket offsets start in the module's memory: after the probes, the query's chroma hash and the candidate list. */
 const OFFSETS_AT = CANDIDATES_AT + 8 * CANDIDATES;
 
@@ -204,6 +208,17 @@ export class PhashIndex {
   #cap = MIN_TAIL;
   readonly #memory: WebAssembly.Memory;
   readonly #first: (...args: number[]) => number;
+  readonly #batch: (...args: number[]) => void;
+  /** Where the index's part of the module's memory ends: findMany's scratch goes after it. */
+  #endAt = 0;
+  /** findMany's probes before they go into the module's memory: bucket keys and query numbers. */
+  #batchKeys = new Uint32Array(0);
+  #batchQueries = new Uint32Array(0);
+  /** During findMany: the batch's check data (per query), its answers' and its candidates' byte offsets. */
+  #batchChecks: readonly (Uint8Array | undefined)[] = [];
+  #batchFrom = 0;
+  #batchBestAt = 0;
+  #batchCandAt = 0;
   /** Views of the module's memory (renewed when it grows). */
   #probes!: Uint32Array;
   #words!: Uint32Array;
@@ -242,10 +257,17 @@ export class PhashIndex {
     this.maxDistance = intOption('maxDistance', maxDistance, 0, MAX_NEAR_DUP_DISTANCE);
     this.check = check === undefined ? undefined : resolveCheckThresholds(check);
     scanModule ??= new WebAssembly.Module(Buffer.from(PHASH_SCAN_WASM_BASE64, 'base64'));
-    const instance = new WebAssembly.Instance(scanModule, { env: { accept: (id: number) => (this.#accept(id) ? 1 : 0) } });
-    const exports = instance.exports as { memory: WebAssembly.Memory; first: (...args: number[]) => number };
+    const instance = new WebAssembly.Instance(scanModule, {
+      env: { accept: (id: number) => (this.#accept(id) ? 1 : 0), drain: (n: number) => this.#drain(n) },
+    });
+    const exports = instance.exports as {
+      memory: WebAssembly.Memory;
+      first: (...args: number[]) => number;
+      batch: (...args: number[]) => void;
+    };
     this.#memory = exports.memory;
     this.#first = exports.first;
+    this.#batch = exports.batch;
     this.#layout(0, MIN_TAIL);
   }
 
@@ -371,6 +393,168 @@ export class PhashIndex {
     return best === NONE ? undefined : hex32(this.#hi[best]!) + hex32(this.#lo[best]!);
   }
 
+  /**
+   * find() for many queries at once: the same answers, in the same order (`weaks[i]` and
+   * `checks[i]` go with `hashes[i]`). Faster per query than find() for batches of hundreds or more:
+   * the probes of up to BATCH_QUERIES queries are sorted by bucket, so the tables are read in address
+   * order instead of at random. Throws TypeError as find() does, naming the query's position.
+   */
+  findMany(
+    hashes: readonly string[],
+    weaks?: readonly (string | undefined)[],
+    checks?: readonly (Uint8Array | undefined)[],
+  ): (string | undefined)[] {
+    const out: (string | undefined)[] = new Array(hashes.length);
+    for (let from = 0; from < hashes.length; from += BATCH_QUERIES) {
+      const ids = this.#findBatch(hashes, weaks, checks, from, Math.min(hashes.length, from + BATCH_QUERIES));
+      for (let i = 0; i < ids.length; i++) {
+        const best = ids[i]!;
+        out[from + i] = best === NONE ? undefined : hex32(this.#hi[best]!) + hex32(this.#lo[best]!);
+      }
+    }
+    return out;
+  }
+
+  /** Insertion numbers of the answers to queries from .. to - 1 of findMany (NONE: no match). */
+  #findBatch(
+    hashes: readonly string[],
+    weaks: readonly (string | undefined)[] | undefined,
+    checks: readonly (Uint8Array | undefined)[] | undefined,
+    from: number,
+    to: number,
+  ): Uint32Array {
+    const nq = to - from;
+    const checked = this.check !== undefined;
+    // Parse and probe every query first (a bad one throws before the scan starts).
+    const qh = new Uint32Array(2 * nq);
+    let np = 0;
+    for (let q = 0; q < nq; q++) {
+      const at = from + q;
+      const check = checks?.[at];
+      if (checked && check !== undefined) assertCheckBytes(check, `query ${at}: `);
+      parseInto(hashes[at]!, `query ${at}: a hash`);
+      const hi = parsedHi;
+      const lo = parsedLo;
+      let whi = 0;
+      let wlo = 0;
+      const weak = weaks?.[at];
+      if (weak !== undefined) {
+        parseInto(weak, `query ${at}: a weak-bit mask`);
+        whi = parsedHi;
+        wlo = parsedLo;
+      }
+      if (this.#batchKeys.length < np + MAX_PROBES) {
+        const grown = Math.max(np + MAX_PROBES, 2 * this.#batchKeys.length);
+        this.#batchKeys = copyInto(new Uint32Array(grown), this.#batchKeys);
+        this.#batchQueries = copyInto(new Uint32Array(grown), this.#batchQueries);
+      }
+      let n: number;
+      try {
+        n = phashWeakProbes(hi, lo, whi, wlo, this.#batchKeys.subarray(np));
+      } catch (error) {
+        throw new TypeError(`PhashIndex: query ${at}: ${(error as Error).message.replace(/^PhashIndex: /, "")}`);
+      }
+      this.#batchQueries.fill(q, np, np + n);
+      np += n;
+      // Little-endian i64 (hi << 32 | lo).
+      qh[2 * q] = lo;
+      qh[2 * q + 1] = hi;
+    }
+    // The batch's scratch after the index: keys, query numbers, counts, sorted probes, the queries'
+    // hashes, chroma hashes and flags, the answers, the candidates.
+    const keysAt = align8(this.#endAt);
+    const qidxAt = keysAt + 4 * np;
+    const countsAt = align8(qidxAt + 4 * np);
+    const sortedAt = align8(countsAt + 4 * (CHUNKS * BUCKETS + 1));
+    const qhAt = sortedAt + 8 * np;
+    const qcAt = qhAt + 8 * nq;
+    const qhasAt = qcAt + CHROMA_BYTES * nq;
+    const bestAt = align8(qhasAt + nq);
+    const candAt = align8(bestAt + 4 * nq);
+    const end = candAt + 8 * BATCH_CANDIDATES;
+    const have = this.#memory.buffer.byteLength;
+    if (end > have) {
+      this.#memory.grow(Math.ceil((end - have) / 65536));
+      this.#views();
+    }
+    const words = this.#words;
+    const bytes = this.#bytesView;
+    words.set(this.#batchKeys.subarray(0, np), keysAt / 4);
+    words.set(this.#batchQueries.subarray(0, np), qidxAt / 4);
+    words.set(qh, qhAt / 4);
+    for (let q = 0; q < nq; q++) {
+      const check = checked ? checks?.[from + q] : undefined;
+      bytes[qhasAt + q] = check !== undefined ? 1 : 0;
+      if (check !== undefined) bytes.set(check.subarray(0, CHROMA_BYTES), qcAt + CHROMA_BYTES * q);
+    }
+    this.#batchChecks = checks ?? [];
+    this.#batchFrom = from;
+    this.#batchBestAt = bestAt;
+    this.#batchCandAt = candAt;
+    const frozen = this.#frozen;
+    try {
+      this.#batch(
+        nq,
+        np,
+        keysAt,
+        qidxAt,
+        countsAt,
+        sortedAt,
+        qhAt,
+        qcAt,
+        qhasAt,
+        bestAt,
+        this.maxDistance,
+        OFFSETS_AT,
+        this.#hashesAt,
+        8 * (frozen + 1),
+        this.#idsAt,
+        4 * frozen,
+        frozen,
+        this.#tailAt,
+        this.#headsAt,
+        this.#linksAt,
+        this.#cap,
+        checked ? 1 : 0,
+        this.check?.maxChromaBits ?? 0,
+        PHASH_ONLY_DISTANCE,
+        this.#chromaAt,
+        this.#tailChromaAt,
+        this.#tailFlagsAt,
+        candAt,
+        BATCH_CANDIDATES,
+      );
+    } finally {
+      this.#batchChecks = [];
+    }
+    return this.#words.slice(bestAt / 4, bestAt / 4 + nq);
+  }
+
+  /**
+   * The batch scan's waiting candidates: `n` (query, id) pairs at the front of its candidate list
+   * that passed the chroma stage. Asks the aligned stage about each query's ids below its answer so
+   * far, smallest first, and lowers the answer at the first yes.
+   */
+  #drain(n: number): void {
+    const words = this.#words;
+    const pairs = this.#batchCandAt / 4;
+    const best = this.#batchBestAt / 4;
+    const order = new Float64Array(n);
+    for (let i = 0; i < n; i++) order[i] = words[pairs + 2 * i]! * 2 ** 32 + words[pairs + 2 * i + 1]!;
+    order.sort();
+    let refused = -1;
+    for (let i = 0; i < n; i++) {
+      const key = order[i]!;
+      if (key === refused) continue;
+      const q = Math.floor(key / 2 ** 32);
+      const id = key - q * 2 ** 32;
+      if (id >= words[best + q]!) continue;
+      const query = this.#batchChecks[this.#batchFrom + q]!;
+      if (alignedBelow(this.#checkOf(id)!, query, this.check!.maxAlignedDistance)) words[best + q] = id;
+      else refused = key;
+    }
+  }
+
   /** Whether a stored hash matches `hash` probed with `weak` (see find). */
   has(hash: string, weak?: string, check?: Uint8Array): boolean {
     return this.find(hash, weak, check) !== undefined;
@@ -420,12 +604,18 @@ export class PhashIndex {
     const end = this.#tailFlagsAt + (checked ? cap : 0);
     const have = this.#memory.buffer.byteLength;
     if (end > have) this.#memory.grow(Math.ceil((end - have) / 65536));
+    this.#endAt = end;
     this.#cap = cap;
+    this.#views();
+    this.#ints.fill(-1, this.#headsAt / 4, this.#linksAt / 4);
+  }
+
+  /** Renews the views of the module's memory (a grown memory has a new buffer). */
+  #views(): void {
     this.#probes = new Uint32Array(this.#memory.buffer, 0, MAX_PROBES);
     this.#words = new Uint32Array(this.#memory.buffer);
     this.#ints = new Int32Array(this.#memory.buffer);
     this.#bytesView = new Uint8Array(this.#memory.buffer);
-    this.#ints.fill(-1, this.#headsAt / 4, this.#linksAt / 4);
   }
 
   /**
@@ -505,10 +695,10 @@ export function resolveCheckThresholds(t: NearDupCheckThresholds): NearDupCheckT
   };
 }
 
-function assertCheckBytes(check: Uint8Array): void {
+function assertCheckBytes(check: Uint8Array, where = ''): void {
   if (!(check instanceof Uint8Array) || check.length !== NEAR_DUP_CHECK_BYTES) {
     const got = check instanceof Uint8Array ? `${check.length} bytes` : JSON.stringify(check);
-    throw new TypeError(`PhashIndex: check data must be ${NEAR_DUP_CHECK_BYTES} bytes, got ${got}`);
+    throw new TypeError(`PhashIndex: ${where}check data must be ${NEAR_DUP_CHECK_BYTES} bytes, got ${got}`);
   }
 }
 
@@ -516,7 +706,7 @@ function align8(x: number): number {
   return Math.ceil(x / 8) * 8;
 }
 
-function copyInto(to: Uint32Array, from: Uint32Array): Uint32Array {
+function copyInto<T extends Uint32Array>(to: T, from: Uint32Array): T {
   to.set(from);
   return to;
 }
