@@ -9,7 +9,10 @@ import { FilipError } from '../src/core/errors.js';
 import { generateDemoCorpus, writeDemoManifest, type DemoCorpus } from '../src/demo/corpus.js';
 import { DEMO_IMAGE_OPTIONS } from '../src/demo/phash.js';
 import { startDemoServer, type DemoServer } from '../src/demo/server.js';
-import { filterSamples, prepareFilter, resolveFilterOptions, type FilterInput } from '../src/filters/filter.js';
+import { FILTER_BATCH, filterSamples, prepareFilter, resolveFilterOptions, type FilterContext, type FilterInput } from '../src/filters/filter.js';
+import { DEFAULT_NEAR_DUP_DISTANCE, PhashIndex } from '../src/filters/phash-index.js';
+import { DEFAULT_NEAR_DUP_CHECK, NEAR_DUP_CHECK_BYTES } from '../src/image/near-dup-check.js';
+import { seededRandom } from './helpers/images.js';
 import type { Sample } from '../src/core/sample.js';
 import { hasTooFewWords, isTooElongated, isTooSmall, wordCount } from '../src/filters/rules.js';
 import { runFilter } from '../src/pipeline/filter-run.js';
@@ -91,6 +94,124 @@ describe('near_duplicate and the weak-bit mask', () => {
       ['0 ok', '1 rejected near_duplicate', '2 ok', '3 ok', '4 rejected near_duplicate', '5 ok'],
     );
     assert.match(out[1]!.errorMessage!, /near duplicate of a kept image \(phash 0000000000000000\)/);
+  });
+});
+
+describe('decided in batches', () => {
+  // Rows in families of near copies (a family is one picture: its copies carry its check data with
+  // a little noise and pass the check; some rows carry another picture and fail it, some none and
+  // match on the pHash alone), interleaved with rows that failed before the filter, rows that fail
+  // another rule (never kept, so never matched), and copies of evaluation pictures.
+  function rowsAndIndexes(seed: number): { rows: Sample[]; evaluation: PhashIndex } {
+    const rand = seededRandom(seed);
+    const word = (): number => Math.floor(rand() * 2 ** 32);
+    const hex = (hi: number, lo: number): string => (hi >>> 0).toString(16).padStart(8, '0') + (lo >>> 0).toString(16).padStart(8, '0');
+    const picture = (): Uint8Array => Uint8Array.from({ length: NEAR_DUP_CHECK_BYTES }, () => Math.floor(rand() * 256));
+    const copyOf = (p: Uint8Array): Uint8Array => p.map((v, i) => (i < 16 ? v : Math.max(0, Math.min(255, v + Math.floor(rand() * 5) - 2))));
+    const families = Array.from({ length: 120 }, () => ({ hi: word(), lo: word(), picture: picture() }));
+    const evaluation = new PhashIndex(DEFAULT_NEAR_DUP_DISTANCE, DEFAULT_NEAR_DUP_CHECK);
+    for (const f of families.slice(0, 10)) evaluation.add(hex(f.hi, f.lo), f.picture);
+    const weak = (): string => {
+      const chunks = [0, 0, 0, 0].map(() => {
+        let m = 0;
+        while (m.toString(2).replace(/0/g, '').length < 5) m |= 1 << Math.floor(rand() * 16);
+        return m;
+      });
+      return hex((chunks[0]! << 16) | chunks[1]!, (chunks[2]! << 16) | chunks[3]!);
+    };
+    const rows: Sample[] = [];
+    for (let row = 0; row < 1500; row++) {
+      const f = families[Math.floor(rand() * families.length)]!;
+      let { hi, lo } = f;
+      for (let k = Math.floor(rand() * 16); k > 0; k--) {
+        const b = Math.floor(rand() * 64);
+        if (b < 32) hi ^= 1 << b;
+        else lo ^= 1 << (b - 32);
+      }
+      const kind = rand();
+      const check = kind < 0.7 ? copyOf(f.picture) : kind < 0.85 ? picture() : undefined;
+      const failedBefore = rand() < 0.05;
+      const small = rand() < 0.05;
+      rows.push({
+        key: `0000${String(row).padStart(9, '0')}`,
+        index: row,
+        url: `https://example.com/${row}.jpg`,
+        caption: `a picture number ${row}`,
+        source: { file: 'manifest.tsv', row },
+        extra: {},
+        status: failedBefore ? ('rejected' as const) : ('ok' as const),
+        ...(failedBefore
+          ? { reason: 'http_status' as const }
+          : {
+              image: {
+                bytes: Buffer.from([0xff, 0xd8]),
+                format: 'jpeg' as const,
+                width: 256,
+                height: 256,
+                originalWidth: small ? 100 : 512,
+                originalHeight: 512,
+                sha256: String(row).padStart(64, '0'),
+                phash: hex(hi, lo),
+                phashWeak: weak(),
+                ...(check === undefined ? {} : { nearDupCheck: check }),
+              },
+            }),
+      });
+    }
+    return { rows, evaluation };
+  }
+
+  async function run(batch: number | undefined): Promise<string[]> {
+    const { rows, evaluation } = rowsAndIndexes(5);
+    const options = resolveFilterOptions({
+      disable: ['aspect_ratio', 'meaningless_text', 'not_english', 'repeated_text'],
+      decontaminate: ['(given below)'],
+    });
+    assert.deepEqual(options.rules, ['image_too_small', 'contaminated', 'near_duplicate']);
+    const ctx: FilterContext = {
+      options,
+      isEnglish: () => true,
+      kept: new PhashIndex(options.nearDupDistance, DEFAULT_NEAR_DUP_CHECK),
+      contamination: evaluation,
+      close: async () => {},
+    };
+    async function* source(): AsyncGenerator<Sample> {
+      yield* rows;
+    }
+    const out: string[] = [];
+    for await (const s of filterSamples(source(), ctx, undefined, batch)) {
+      out.push(`${s.index} ${s.status} ${s.reason ?? ''} ${(s.failedRules ?? []).join(',')} ${s.errorMessage ?? ''}`.trim());
+    }
+    assert.equal(ctx.kept!.size, out.filter((line) => / ok$/.test(line)).length);
+    return out;
+  }
+
+  test('the same decisions, reasons and messages whatever the batch, with matches inside a batch and across batches', async () => {
+    const alone = await run(1);
+    const count = (re: RegExp): number => alone.filter((line) => re.test(line)).length;
+    // Every kind of decision is well represented, or the comparison proves little.
+    assert.ok(count(/ rejected near_duplicate /) > 300, `${count(/ rejected near_duplicate /)} near duplicates`);
+    assert.ok(count(/ rejected contaminated /) > 30, `${count(/ rejected contaminated /)} contaminated`);
+    assert.ok(count(/contaminated,near_duplicate/) > 5, 'some rows fail both');
+    assert.ok(count(/ rejected image_too_small /) > 30);
+    assert.ok(count(/ rejected http_status/) > 30);
+    assert.ok(count(/ ok$/) > 100, `${count(/ ok$/)} kept`);
+    // Batches of 7 are asked one at a time inside findMany, of 100 and 300 in one sorted scan; the
+    // default holds every row in one batch.
+    for (const batch of [7, 100, 300, undefined]) assert.deepEqual(await run(batch), alone, `batch ${batch ?? FILTER_BATCH}`);
+  });
+
+  test('a bad batch size is FILIP_ERR_INVALID_OPTION', async () => {
+    for (const bad of [0, -1, 2.5, Number.NaN]) {
+      const ctx: FilterContext = { options: resolveFilterOptions(), isEnglish: () => true, close: async () => {} };
+      await assert.rejects(
+        async () => {
+          for await (const s of filterSamples((async function* () {})(), ctx, undefined, bad)) void s;
+        },
+        (e: unknown) => e instanceof FilipError && e.code === 'FILIP_ERR_INVALID_OPTION' && e.field === 'batch',
+        String(bad),
+      );
+    }
   });
 });
 

@@ -197,6 +197,10 @@ describe('PhashIndex: rows without check data', () => {
     const index = new PhashIndex(20, DEFAULT_NEAR_DUP_CHECK);
     assert.throws(() => index.add(base, new Uint8Array(10)), /check data must be 592 bytes, got 10 bytes/);
     assert.throws(() => index.find(base, undefined, new Uint8Array(600)), /got 600 bytes/);
+    for (const n of [3, 60]) {
+      const checks = Array.from({ length: n }, (_, i) => (i === n - 1 ? new Uint8Array(600) : undefined));
+      assert.throws(() => index.findMany(Array.from({ length: n }, () => base), undefined, checks), new RegExp(`query ${n - 1}: check data must be 592 bytes, got 600 bytes`));
+    }
     const bad: [object, string][] = [
       [{ maxChromaBits: -1, maxAlignedDistance: 0.1 }, 'maxChromaBits'],
       [{ maxChromaBits: 129, maxAlignedDistance: 0.1 }, 'maxChromaBits'],

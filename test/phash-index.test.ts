@@ -226,19 +226,28 @@ describe('PhashIndex', () => {
     assert.deepEqual(index.findMany([]), []);
   });
 
-  const badBatches: [string, string[], (string | undefined)[], RegExp][] = [
-    ['a bad hash', ['0123456789abcdef', '0123456789ABCDEF'], [], /query 1: a hash must be 16 lower-case hex digits/],
-    ['a bad mask', ['0123456789abcdef', '0123456789abcdef', '0123456789abcdef'], [undefined, undefined, 'xyz'], /query 2: a weak-bit mask must be/],
-    ['a mask of 9 bits in a chunk', ['0123456789abcdef'], ['000001ff00000000'], /query 0: a weak-bit mask may mark at most 8 bits of a chunk, chunk 1 has 9/],
+  // [name, the bad query's hash, its mask, the message after "query N: "]
+  const badQueries: [string, string, string | undefined, RegExp][] = [
+    ['a bad hash', '0123456789ABCDEF', undefined, /a hash must be 16 lower-case hex digits/],
+    ['a bad mask', '0123456789abcdef', 'xyz', /a weak-bit mask must be 16 lower-case hex digits/],
+    ['a mask of 9 bits in a chunk', '0123456789abcdef', '000001ff00000000', /a weak-bit mask may mark at most 8 bits of a chunk, chunk 1 has 9/],
   ];
-  for (const [name, hashes, weaks, message] of badBatches) {
-    test(`findMany names the query with ${name} (TypeError)`, () => {
-      const index = new PhashIndex(4);
-      index.add('0123456789abcdef');
-      assert.throws(() => index.findMany(hashes, weaks), (err: unknown) => err instanceof TypeError && message.test(err.message));
-      // The index still answers.
-      assert.deepEqual(index.findMany(['0123456789abcdef']), ['0123456789abcdef']);
-    });
+  // Few queries are asked one at a time, many in a batch: both name the query.
+  for (const before of [2, 100]) {
+    for (const [name, hash, weak, message] of badQueries) {
+      test(`findMany names query ${before} of ${before + 1} with ${name} (TypeError)`, () => {
+        const index = new PhashIndex(4);
+        index.add('0123456789abcdef');
+        const hashes = [...Array.from({ length: before }, () => '0123456789abcdef'), hash];
+        const weaks = [...Array.from({ length: before }, () => undefined), weak];
+        assert.throws(
+          () => index.findMany(hashes, weaks),
+          (err: unknown) => err instanceof TypeError && err.message.startsWith(`PhashIndex: query ${before}: `) && message.test(err.message),
+        );
+        // The index still answers.
+        assert.deepEqual(index.findMany(hashes.slice(0, before)), hashes.slice(0, before));
+      });
+    }
   }
 
   test('an empty index finds nothing', () => {

@@ -192,8 +192,20 @@ async function loadContamination(paths: readonly string[], distance: number, che
   return index;
 }
 
-/** The rules a sample fails, in rule order, with a message for the first. Does not touch the kept index. */
-export function failedRules(sample: Sample, ctx: FilterContext): { failed: FilterRule[]; message: string } {
+/**
+ * The answers of the hash indexes for one sample, looked up beforehand (filterSamples asks them for a
+ * batch at once): the matching evaluation image and kept image, or undefined.
+ */
+export interface IndexAnswers {
+  readonly contaminated: string | undefined;
+  readonly nearDuplicate: string | undefined;
+}
+
+/**
+ * The rules a sample fails, in rule order, with a message for the first. Does not touch the kept
+ * index. `answers`, when given, replace the contaminated and near_duplicate lookups.
+ */
+export function failedRules(sample: Sample, ctx: FilterContext, answers?: IndexAnswers): { failed: FilterRule[]; message: string } {
   const o = ctx.options;
   const img = sample.image;
   const failed: FilterRule[] = [];
@@ -231,12 +243,12 @@ export function failedRules(sample: Sample, ctx: FilterContext): { failed: Filte
         break;
       }
       case 'contaminated': {
-        const hit = img ? ctx.contamination?.find(img.phash, img.phashWeak, img.nearDupCheck) : undefined;
+        const hit = answers ? answers.contaminated : img ? ctx.contamination?.find(img.phash, img.phashWeak, img.nearDupCheck) : undefined;
         if (hit !== undefined) fail(rule, () => `near duplicate (phash ${hit}) of an evaluation image`);
         break;
       }
       case 'near_duplicate': {
-        const hit = img ? ctx.kept?.find(img.phash, img.phashWeak, img.nearDupCheck) : undefined;
+        const hit = answers ? answers.nearDuplicate : img ? ctx.kept?.find(img.phash, img.phashWeak, img.nearDupCheck) : undefined;
         if (hit !== undefined) fail(rule, () => `near duplicate of a kept image (phash ${hit})`);
         break;
       }
@@ -245,25 +257,83 @@ export function failedRules(sample: Sample, ctx: FilterContext): { failed: Filte
   return { failed, message };
 }
 
-/** The filter stage: ok samples that fail a rule become rejected; others pass and join the kept index. */
+/**
+ * Samples the filter stage decides together (filterSamples): their near_duplicate and contaminated
+ * lookups go to PhashIndex.findMany at once, which reads the index in address order (against a
+ * million kept pictures: ~110k lookups/s in batches of 4,096, ~65k one at a time). It holds that many
+ * samples, images included, before it yields the first.
+ */
+export const FILTER_BATCH = 4096;
+
+/**
+ * The filter stage: ok samples that fail a rule become rejected; others pass and join the kept index.
+ * Samples are decided in batches of `batch` samples with an image (see FILTER_BATCH; 1 decides each
+ * on its own), in order, with the same result whatever the batch: a sample is a near duplicate of
+ * the first kept picture that matches it, kept before its batch or earlier in it.
+ */
 export async function* filterSamples(
   source: AsyncIterable<Sample>,
   ctx: FilterContext,
   funnel?: Funnel,
+  batch: number = FILTER_BATCH,
 ): AsyncGenerator<Sample> {
+  const size = intOption('batch', batch, 1);
+  const pending: Sample[] = [];
+  let lookups = 0;
   for await (const sample of source) {
+    pending.push(sample);
+    if (sample.status === 'ok' && sample.image) lookups++;
+    if (lookups >= size) {
+      yield* decide(pending, ctx, funnel);
+      pending.length = 0;
+      lookups = 0;
+    }
+  }
+  yield* decide(pending, ctx, funnel);
+}
+
+/**
+ * Decides a batch in order. The index lookups of its samples are asked at once: evaluation images,
+ * and pictures kept before the batch; a sample without a match there is then looked up among the
+ * pictures kept earlier in the batch (a small index of its own), so every sample sees every picture
+ * kept before it.
+ */
+function* decide(pending: readonly Sample[], ctx: FilterContext, funnel: Funnel | undefined): Generator<Sample> {
+  const on = new Set(ctx.options.rules);
+  const asked = pending.filter((s) => s.status === 'ok' && s.image);
+  const hashes = asked.map((s) => s.image!.phash);
+  const weaks = asked.map((s) => s.image!.phashWeak);
+  const checks = asked.map((s) => s.image!.nearDupCheck);
+  const contaminated = on.has('contaminated') && ctx.contamination ? ctx.contamination.findMany(hashes, weaks, checks) : undefined;
+  const earlier = on.has('near_duplicate') && ctx.kept ? ctx.kept.findMany(hashes, weaks, checks) : undefined;
+  let local: PhashIndex | undefined;
+  let j = 0;
+  for (const sample of pending) {
     if (sample.status !== 'ok') {
       yield sample;
       continue;
     }
-    const { failed, message } = failedRules(sample, ctx);
+    const img = sample.image;
+    let answers: IndexAnswers | undefined;
+    if (img) {
+      answers = {
+        contaminated: contaminated?.[j],
+        nearDuplicate: earlier?.[j] ?? local?.find(img.phash, img.phashWeak, img.nearDupCheck),
+      };
+      j++;
+    }
+    const { failed, message } = failedRules(sample, ctx, answers);
     if (failed.length > 0) {
       sample.status = 'rejected';
       sample.reason = failed[0];
       sample.failedRules = failed;
       sample.errorMessage = message;
-    } else if (sample.image) {
-      ctx.kept?.add(sample.image.phash, sample.image.nearDupCheck);
+    } else if (img && ctx.kept) {
+      ctx.kept.add(img.phash, img.nearDupCheck);
+      if (earlier) {
+        local ??= new PhashIndex(ctx.kept.maxDistance, ctx.kept.check);
+        local.add(img.phash, img.nearDupCheck);
+      }
     }
     funnel?.add(sample, failed);
     yield sample;

@@ -109,6 +109,8 @@ const CANDIDATES = PHASH_SCAN_CANDIDATES;
 const CANDIDATES_AT = QUERY_CHROMA_AT + CHROMA_BYTES;
 /** Queries findMany scans at once (its scratch: ~8 bytes a probe, 128 probes a query, and 1 MiB of counts). */
 export const BATCH_QUERIES = 8192;
+/** findMany asks fewer queries than this one at a time (find). */
+const MIN_BATCH = 32;
 /** Candidates the batch scan holds at once (8 bytes each) before it settles them. */
 const BATCH_CANDIDATES = 16384;
 /** Where the bucket offsets start in the module's memory: after the probes, the query's chroma hash and the candidate list. */
@@ -405,6 +407,17 @@ export class PhashIndex {
     checks?: readonly (Uint8Array | undefined)[],
   ): (string | undefined)[] {
     const out: (string | undefined)[] = new Array(hashes.length);
+    if (hashes.length < MIN_BATCH) {
+      // Too few to pay for the sort's clearing of its 1 MiB of counts: one at a time.
+      for (let i = 0; i < hashes.length; i++) {
+        try {
+          out[i] = this.find(hashes[i]!, weaks?.[i], checks?.[i]);
+        } catch (error) {
+          throw new TypeError(`PhashIndex: query ${i}: ${(error as Error).message.replace(/^PhashIndex: /, '')}`);
+        }
+      }
+      return out;
+    }
     for (let from = 0; from < hashes.length; from += BATCH_QUERIES) {
       const ids = this.#findBatch(hashes, weaks, checks, from, Math.min(hashes.length, from + BATCH_QUERIES));
       for (let i = 0; i < ids.length; i++) {
@@ -452,7 +465,7 @@ export class PhashIndex {
       try {
         n = phashWeakProbes(hi, lo, whi, wlo, this.#batchKeys.subarray(np));
       } catch (error) {
-        throw new TypeError(`PhashIndex: query ${at}: ${(error as Error).message.replace(/^PhashIndex: /, "")}`);
+        throw new TypeError(`PhashIndex: query ${at}: ${(error as Error).message.replace(/^PhashIndex: /, '')}`);
       }
       this.#batchQueries.fill(q, np, np + n);
       np += n;
