@@ -40,30 +40,32 @@ describe('rule predicates', () => {
   });
 });
 
-describe('near_duplicate and the weak-bit mask', () => {
-  function sample(row: number, phash: string, phashWeak?: string): Sample {
-    return {
-      key: `0000${String(row).padStart(9, '0')}`,
-      index: row,
-      url: `https://example.com/${row}.jpg`,
-      caption: `a picture number ${row}`,
-      source: { file: 'manifest.tsv', row },
-      extra: {},
-      status: 'ok',
-      image: {
-        bytes: Buffer.from([0xff, 0xd8]),
-        format: 'jpeg',
-        width: 256,
-        height: 256,
-        originalWidth: 512,
-        originalHeight: 512,
-        sha256: String(row).padStart(64, '0'),
-        phash,
-        ...(phashWeak === undefined ? {} : { phashWeak }),
-      },
-    };
-  }
+/** An ok sample with a 512 x 512 original (or `originalWidth` wide) and the given hashes and check data. */
+function sample(row: number, phash: string, phashWeak?: string, more: { check?: Uint8Array; originalWidth?: number } = {}): Sample {
+  return {
+    key: `0000${String(row).padStart(9, '0')}`,
+    index: row,
+    url: `https://example.com/${row}.jpg`,
+    caption: `a picture number ${row}`,
+    source: { file: 'manifest.tsv', row },
+    extra: {},
+    status: 'ok',
+    image: {
+      bytes: Buffer.from([0xff, 0xd8]),
+      format: 'jpeg',
+      width: 256,
+      height: 256,
+      originalWidth: more.originalWidth ?? 512,
+      originalHeight: 512,
+      sha256: String(row).padStart(64, '0'),
+      phash,
+      ...(phashWeak === undefined ? {} : { phashWeak }),
+      ...(more.check === undefined ? {} : { nearDupCheck: more.check }),
+    },
+  };
+}
 
+describe('near_duplicate and the weak-bit mask', () => {
   test('a copy 16 bits away with no chunk intact is caught only through its weak bits', async () => {
     // The pHash rule alone (the check has a test file of its own: near-dup-check.test.ts).
     const options = resolveFilterOptions({
@@ -132,31 +134,9 @@ describe('decided in batches', () => {
       const check = kind < 0.7 ? copyOf(f.picture) : kind < 0.85 ? picture() : undefined;
       const failedBefore = rand() < 0.05;
       const small = rand() < 0.05;
-      rows.push({
-        key: `0000${String(row).padStart(9, '0')}`,
-        index: row,
-        url: `https://example.com/${row}.jpg`,
-        caption: `a picture number ${row}`,
-        source: { file: 'manifest.tsv', row },
-        extra: {},
-        status: failedBefore ? ('rejected' as const) : ('ok' as const),
-        ...(failedBefore
-          ? { reason: 'http_status' as const }
-          : {
-              image: {
-                bytes: Buffer.from([0xff, 0xd8]),
-                format: 'jpeg' as const,
-                width: 256,
-                height: 256,
-                originalWidth: small ? 100 : 512,
-                originalHeight: 512,
-                sha256: String(row).padStart(64, '0'),
-                phash: hex(hi, lo),
-                phashWeak: weak(),
-                ...(check === undefined ? {} : { nearDupCheck: check }),
-              },
-            }),
-      });
+      const one = sample(row, hex(hi, lo), weak(), { ...(check === undefined ? {} : { check }), originalWidth: small ? 100 : 512 });
+      // A row rejected before the filter (no image): passed through as it is.
+      rows.push(failedBefore ? { ...one, status: 'rejected', reason: 'http_status', image: undefined } : one);
     }
     return { rows, evaluation };
   }

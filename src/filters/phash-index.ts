@@ -220,6 +220,11 @@ export class PhashIndex {
   readonly #memory: WebAssembly.Memory;
   readonly #first: (...args: number[]) => number;
   readonly #batch: (...args: number[]) => void;
+  /**
+   * The arguments both scans (first, batch) take after their own: the distance, then where the
+   * tables and the tail lie and their sizes (see #layout and phash-scan.wat).
+   */
+  #tables: number[] = [];
   /** Where the index's part of the module's memory ends: findMany's scratch goes after it. */
   #endAt = 0;
   /** findMany's probes before they go into the module's memory: bucket keys and query numbers. */
@@ -366,7 +371,6 @@ export class PhashIndex {
       wlo = parsedLo;
     }
     const n = phashWeakProbes(qhi, qlo, whi, wlo, this.#probes);
-    const frozen = this.#frozen;
     this.#query = check;
     if (this.check !== undefined && check !== undefined) {
       const bytes = this.#bytesView;
@@ -378,17 +382,7 @@ export class PhashIndex {
         n,
         qhi,
         qlo,
-        this.maxDistance,
-        OFFSETS_AT,
-        this.#hashesAt,
-        8 * (frozen + 1),
-        this.#idsAt,
-        4 * frozen,
-        frozen,
-        this.#tailAt,
-        this.#headsAt,
-        this.#linksAt,
-        this.#cap,
+        ...this.#tables,
         this.check === undefined ? 0 : 1,
         check === undefined ? 0 : 1,
         this.check?.maxChromaBits ?? 0,
@@ -513,7 +507,6 @@ export class PhashIndex {
     this.#batchFrom = from;
     this.#batchBestAt = bestAt;
     this.#batchCandAt = candAt;
-    const frozen = this.#frozen;
     try {
       this.#batch(
         nq,
@@ -526,17 +519,7 @@ export class PhashIndex {
         qcAt,
         qhasAt,
         bestAt,
-        this.maxDistance,
-        OFFSETS_AT,
-        this.#hashesAt,
-        8 * (frozen + 1),
-        this.#idsAt,
-        4 * frozen,
-        frozen,
-        this.#tailAt,
-        this.#headsAt,
-        this.#linksAt,
-        this.#cap,
+        ...this.#tables,
         checked ? 1 : 0,
         this.check?.maxChromaBits ?? 0,
         PHASH_ONLY_DISTANCE,
@@ -628,6 +611,19 @@ export class PhashIndex {
     if (end > have) this.#memory.grow(Math.ceil((end - have) / 65536));
     this.#endAt = end;
     this.#cap = cap;
+    this.#tables = [
+      this.maxDistance,
+      OFFSETS_AT,
+      this.#hashesAt,
+      8 * (frozen + 1),
+      this.#idsAt,
+      4 * frozen,
+      frozen,
+      this.#tailAt,
+      this.#headsAt,
+      this.#linksAt,
+      cap,
+    ];
     this.#views();
     this.#ints.fill(-1, this.#headsAt / 4, this.#linksAt / 4);
   }
