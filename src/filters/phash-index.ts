@@ -116,7 +116,7 @@ const CHROMA_BYTES = 16;
 export const PHASH_SCAN_CANDIDATES = 4096;
 const CANDIDATES = PHASH_SCAN_CANDIDATES;
 const CANDIDATES_AT = QUERY_CHROMA_AT + CHROMA_BYTES;
-/** Queries findMany scans at once (its scratch: ~8 bytes a probe, 128 probes a query, and 1 MiB of counts). */
+/** Queries findMany scans at once (its scratch in the module: 16 bytes a probe, 128 probes a query, and 1 MiB of counts). */
 export const BATCH_QUERIES = 8192;
 /** findMany asks fewer queries than this one at a time (find). */
 const MIN_BATCH = 32;
